@@ -1,4 +1,4 @@
-"""One settings object for the whole system, read from the environment (prefix TOXIGUARD_) or .env."""
+"""One settings object for the whole system, read from the environment (TOXIGUARD_*) or .env."""
 
 from __future__ import annotations
 

@@ -1,0 +1,249 @@
+"""The training pipeline as plain functions: validate, split, fit, evaluate, register, promote."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from toxiguard import data, evaluation, tracking
+from toxiguard.labels import TEXT_COLUMN
+from toxiguard.models import ToxicityModel, create_model
+from toxiguard.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FAMILIES: tuple[str, ...] = ("tfidf-lr", "nbsvm", "tfidf-svm", "complement-nb")
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A validated dataset and its saved, fingerprinted split."""
+
+    dataset: data.Dataset
+    splits: data.Splits
+    splits_dir: Path
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Validation and test reports of one fitted model, with thresholds tuned on validation."""
+
+    validation: dict[str, Any]
+    test: dict[str, Any]
+    figures: dict[str, Figure]
+
+    @property
+    def test_mean_roc_auc(self) -> float:
+        """Return the mean test ROC-AUC, the score that promotion compares."""
+        return float(self.test["mean_roc_auc"])
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """What training one model family produced: its run, version, scores and promotion decision."""
+
+    family: str
+    run_id: str
+    version: int
+    fit_seconds: float
+    evaluation: Evaluation
+    decision: tracking.PromotionDecision
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """The outcome of one training job over several model families."""
+
+    source: str
+    dataset_fingerprint: str
+    splits_fingerprint: str
+    splits_dir: Path
+    models: list[ModelResult] = field(default_factory=list)
+
+    @property
+    def champion_version(self) -> int | None:
+        """Return the champion after this job, if any model was promoted or one existed."""
+        for result in reversed(self.models):
+            if result.decision.promoted:
+                return result.version
+        return self.models[-1].decision.champion_before if self.models else None
+
+
+def prepare_data(data_path: str | Path, settings: Settings) -> PreparedData:
+    """Return the validated dataset and its seeded split, saved as parquet under the home."""
+    dataset = data.load_dataset(data_path)
+    for rule, count in dataset.dropped.items():
+        logger.info("dropped %d rows by rule: %s", count, rule)
+    splits = data.split_dataset(
+        dataset.frame,
+        seed=settings.seed,
+        validation_size=settings.validation_size,
+        test_size=settings.test_size,
+    )
+    splits_dir = data.save_splits(splits, settings.splits_dir / splits.fingerprint[:16])
+    logger.info(
+        "split %d rows into %d train / %d validation / %d test (fingerprint %s)",
+        len(dataset.frame),
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test),
+        splits.fingerprint[:12],
+    )
+    return PreparedData(dataset=dataset, splits=splits, splits_dir=splits_dir)
+
+
+def texts_of(frame: Any) -> list[str]:
+    """Return the comment texts of a data frame as a list of str."""
+    return [str(text) for text in frame[TEXT_COLUMN].tolist()]
+
+
+def fit_model(
+    family: str, splits: data.Splits, params: Mapping[str, Any] | None = None
+) -> tuple[ToxicityModel, float]:
+    """Return a model of `family` fitted on the training split, and the seconds it took."""
+    model = create_model(family, **dict(params or {}))
+    started = time.perf_counter()
+    model.fit(
+        texts_of(splits.train),
+        data.label_matrix(splits.train),
+        validation=(texts_of(splits.validation), data.label_matrix(splits.validation)),
+    )
+    return model, time.perf_counter() - started
+
+
+def evaluate_model(model: ToxicityModel, splits: data.Splits, title: str) -> Evaluation:
+    """Tune the model's thresholds on validation (in place); return reports and test plots."""
+    y_val = data.label_matrix(splits.validation)
+    p_val = model.predict_proba(texts_of(splits.validation))
+    model.thresholds = evaluation.tune_thresholds(y_val, p_val)
+    y_test = data.label_matrix(splits.test)
+    p_test = model.predict_proba(texts_of(splits.test))
+    test_report = evaluation.evaluate(y_test, p_test, model.thresholds)
+    return Evaluation(
+        validation=evaluation.evaluate(y_val, p_val, model.thresholds),
+        test=test_report,
+        figures={
+            "pr_curves_test.png": evaluation.plot_pr_curves(
+                y_test, p_test, model.thresholds, f"{title}: precision-recall on test"
+            ),
+            "f1_per_label_test.png": evaluation.plot_f1_bars(test_report, f"{title}: F1 on test"),
+        },
+    )
+
+
+def champion_scorer(splits: data.Splits) -> Callable[[ToxicityModel], float]:
+    """Return a function that scores any model by mean ROC-AUC on this job's test split."""
+    texts = texts_of(splits.test)
+    y_test = data.label_matrix(splits.test)
+
+    def score(model: ToxicityModel) -> float:
+        report = evaluation.evaluate(y_test, model.predict_proba(texts), model.thresholds)
+        return float(report["mean_roc_auc"])
+
+    return score
+
+
+def register_model(
+    family: str,
+    model: ToxicityModel,
+    fit_seconds: float,
+    result: Evaluation,
+    prepared: PreparedData,
+    settings: Settings,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[str, int]:
+    """Log the model, its reports and plots to MLflow and register it; return (run id, version)."""
+    splits = prepared.splits
+    metrics = {
+        **evaluation.flat_metrics(result.validation, "val"),
+        **evaluation.flat_metrics(result.test, "test"),
+        "fit_seconds": fit_seconds,
+    }
+    run_params = {
+        "family": family,
+        **model.params,
+        **dict(params or {}),
+        "seed": settings.seed,
+        "validation_size": settings.validation_size,
+        "test_size": settings.test_size,
+        "train_rows": len(splits.train),
+        "validation_rows": len(splits.validation),
+        "test_rows": len(splits.test),
+        "splits_fingerprint": splits.fingerprint,
+    }
+    return tracking.log_model_run(
+        model,
+        settings=settings,
+        run_name=family,
+        params=run_params,
+        metrics=metrics,
+        reports={"validation": result.validation, "test": result.test, "splits": splits.summary()},
+        figures=result.figures,
+        dataset_source=prepared.dataset.source,
+        dataset_fingerprint=prepared.dataset.fingerprint,
+        splits_dir=prepared.splits_dir,
+        tags={"splits_fingerprint": splits.fingerprint},
+    )
+
+
+def train_family(
+    family: str,
+    prepared: PreparedData,
+    settings: Settings,
+    params: Mapping[str, Any] | None = None,
+) -> ModelResult:
+    """Fit, evaluate, register and gate one model family; return what happened."""
+    logger.info("training %s on %d rows", family, len(prepared.splits.train))
+    model, fit_seconds = fit_model(family, prepared.splits, params)
+    result = evaluate_model(model, prepared.splits, family)
+    run_id, version = register_model(family, model, fit_seconds, result, prepared, settings, params)
+    decision = tracking.gate_promotion(
+        settings, version, result.test_mean_roc_auc, champion_scorer(prepared.splits)
+    )
+    logger.info("%s: version %d, %s", family, version, decision.reason)
+    return ModelResult(family, run_id, version, fit_seconds, result, decision)
+
+
+def run_training(
+    data_path: str | Path,
+    families: Sequence[str] = DEFAULT_FAMILIES,
+    settings: Settings | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> TrainingResult:
+    """Run the whole job for each family in turn; return every model's result."""
+    from toxiguard.settings import get_settings
+
+    settings = settings or get_settings()
+    prepared = prepare_data(data_path, settings)
+    results = [
+        train_family(family, prepared, settings, (params or {}).get(family)) for family in families
+    ]
+    return TrainingResult(
+        source=prepared.dataset.source,
+        dataset_fingerprint=prepared.dataset.fingerprint,
+        splits_fingerprint=prepared.splits.fingerprint,
+        splits_dir=prepared.splits_dir,
+        models=results,
+    )
+
+
+__all__ = [
+    "DEFAULT_FAMILIES",
+    "Evaluation",
+    "ModelResult",
+    "PreparedData",
+    "TrainingResult",
+    "champion_scorer",
+    "evaluate_model",
+    "fit_model",
+    "prepare_data",
+    "register_model",
+    "run_training",
+    "train_family",
+]

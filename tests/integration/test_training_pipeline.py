@@ -1,0 +1,200 @@
+"""The whole training job on real Jigsaw rows: register, gate, reload, evaluate, score."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from toxiguard import tracking
+from toxiguard.errors import DataValidationError
+from toxiguard.labels import LABELS
+from toxiguard.settings import Settings, get_settings
+from toxiguard.training import run_training
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FRESH_PROCESS_SCRIPT = """
+import json, sys
+import mlflow
+model = mlflow.pyfunc.load_model(sys.argv[1])
+texts = json.loads(sys.argv[2])
+print(json.dumps(model.predict(texts).to_numpy().tolist()))
+"""
+
+
+@pytest.fixture(scope="module")
+def sample_csv(tmp_path_factory: pytest.TempPathFactory, shared_sample: pd.DataFrame) -> Path:
+    """Write 4,000 real rows in Kaggle's gzip CSV format, as a user would supply them."""
+    path = tmp_path_factory.mktemp("data") / "train.csv.gz"
+    shared_sample.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(params=["sqlite", "server"])
+def tracking_backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """Run the test once on embedded sqlite MLflow and once on a real `mlflow server`."""
+    if request.param == "server":
+        server_url: str = request.getfixturevalue("mlflow_server")
+        # A fresh registered model name keeps runs on the shared server apart.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server_url)
+        monkeypatch.setenv("TOXIGUARD_REGISTERED_MODEL_NAME", f"toxiguard-{os.urandom(4).hex()}")
+        monkeypatch.setenv("TOXIGUARD_EXPERIMENT_NAME", f"training-{os.urandom(4).hex()}")
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def _env() -> dict[str, str]:
+    """Return this process's environment (test home, URIs) for a child process."""
+    return dict(os.environ)
+
+
+def test_gate_promotes_only_a_better_model(
+    sample_csv: Path, tracking_backend: Settings, tmp_path: Path
+) -> None:
+    settings = tracking_backend
+    weak = run_training(sample_csv, ["complement-nb"], settings)
+    assert weak.models[0].decision.promoted, "the first model becomes champion"
+    weak_version = weak.models[0].version
+
+    strong = run_training(sample_csv, ["tfidf-lr", "complement-nb"], settings)
+    lr, nb_again = strong.models
+    assert lr.evaluation.test_mean_roc_auc > weak.models[0].evaluation.test_mean_roc_auc
+    assert lr.decision.promoted
+    assert lr.decision.champion_before == weak_version
+    # the champion was re-scored on this job's test split: same split, same score as before
+    assert lr.decision.champion_score == pytest.approx(
+        weak.models[0].evaluation.test_mean_roc_auc, abs=1e-9
+    )
+    assert not nb_again.decision.promoted, "a worse model must not be promoted"
+    versions = {v["version"]: v for v in tracking.list_versions(settings)}
+    assert "champion" in versions[lr.version]["aliases"]
+    assert "challenger" in versions[nb_again.version]["aliases"]
+    events = tracking.champion_history(settings)
+    assert [e["version"] for e in events if e["event"] == "promote"] == [weak_version, lr.version]
+
+    # the champion loads in a fresh process, from an empty directory, with the data gone
+    texts = ["you are a complete idiot", "thanks for fixing the citation", "I will find you"]
+    model, _ = tracking.load_toxicity_model(tracking.resolve_model_uri(None, settings), settings)
+    expected = model.predict_proba(texts)
+    shutil.rmtree(strong.splits_dir)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = _env()
+    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FRESH_PROCESS_SCRIPT,
+            f"models:/{settings.registered_model_name}@champion",
+            json.dumps(texts),
+        ],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    got = np.array(json.loads(completed.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_invalid_data_fails_and_keeps_the_champion(
+    sample_csv: Path, settings: Settings, tmp_path: Path
+) -> None:
+    first = run_training(sample_csv, ["complement-nb"], settings)
+    broken = pd.read_csv(sample_csv, dtype={"id": str}, keep_default_na=False).head(50)
+    broken.loc[7, "threat"] = 2
+    bad_path = tmp_path / "bad.csv"
+    broken.to_csv(bad_path, index=False)
+    with pytest.raises(DataValidationError, match=r"bad\.csv.*row.*8.*threat"):
+        run_training(bad_path, ["tfidf-lr"], settings)
+    versions = tracking.list_versions(settings)
+    assert [v["version"] for v in versions] == [first.models[0].version]
+    assert "champion" in versions[0]["aliases"]
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    toxiguard = Path(sys.executable).with_name("toxiguard")
+    return subprocess.run(
+        [str(toxiguard), *args],
+        env=_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def test_cli_train_evaluate_predict_score(sample_csv: Path, tmp_path: Path) -> None:
+    trained = _cli("train", "--data", str(sample_csv), "--model", "tfidf-lr")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "champion: version 1" in trained.stdout
+
+    report_path = tmp_path / "out.json"
+    evaluated = _cli("evaluate", "--data", str(sample_csv), "--json", str(report_path))
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert set(report["per_label"]) == set(LABELS)
+    assert 0.5 < report["mean_roc_auc"] <= 1.0
+    assert report["model"]["version"] in (1, "1")
+
+    predicted = _cli("predict", "--json", "you are a stupid idiot", "have a nice day")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    payload = json.loads(predicted.stdout)
+    insult, nice = payload["predictions"]
+    assert insult["scores"]["insult"] > nice["scores"]["insult"]
+    assert "insult" in insult["flagged"]
+    assert nice["flagged"] == []
+
+    source = pd.DataFrame(
+        {"author": ["a", "b", "c"], "comment_text": ["idiot!", "good edit", "thanks"]}
+    )
+    source_path = tmp_path / "comments.csv"
+    source.to_csv(source_path, index=False)
+    scored_path = tmp_path / "scored.parquet"
+    scored = _cli("score", str(source_path), str(scored_path))
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    result = pd.read_parquet(scored_path)
+    assert list(result.columns[:2]) == ["author", "comment_text"]
+    assert all(f"score_{label}" in result.columns for label in LABELS)
+    assert len(result) == 3
+
+    listed = _cli("models", "list")
+    assert listed.returncode == 0 and "champion" in listed.stdout
+    history = _cli("models", "history")
+    assert history.returncode == 0 and "promote" in history.stdout
+
+
+def test_cli_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "train.csv"
+    bad.write_text('id,comment_text,toxic\n"a1","hello",0\n')
+    for args in (
+        ("data", "validate", str(bad)),
+        ("data", "validate", str(tmp_path / "missing.csv")),
+        ("train", "--data", str(bad)),
+        ("predict", "hello"),  # no champion yet
+        ("models", "rollback"),  # nothing to roll back to
+    ):
+        completed = _cli(*args)
+        assert completed.returncode == 2, (args, completed.stdout, completed.stderr)
+        assert "Traceback" not in completed.stderr
+        assert "error:" in completed.stderr
+    missing_columns = _cli("data", "validate", str(bad))
+    assert "severe_toxic" in missing_columns.stderr
+    assert "train.csv" in missing_columns.stderr
