@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from toxiguard import data, evaluation, tracking
 from toxiguard.labels import TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
+from toxiguard.models.blend import BlendModel
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -104,10 +105,18 @@ def texts_of(frame: Any) -> list[str]:
 
 
 def fit_model(
-    family: str, splits: data.Splits, params: Mapping[str, Any] | None = None
+    family: str,
+    splits: data.Splits,
+    params: Mapping[str, Any] | None = None,
+    fitted: Mapping[str, ToxicityModel] | None = None,
 ) -> tuple[ToxicityModel, float]:
-    """Return a model of `family` fitted on the training split, and the seconds it took."""
+    """Return a model of `family` fitted on the training split, and the seconds it took.
+
+    A blend reuses the members in `fitted` (models of this job, fitted on the same split).
+    """
     model = create_model(family, **dict(params or {}))
+    if isinstance(model, BlendModel) and fitted:
+        model.use_fitted(fitted)
     started = time.perf_counter()
     model.fit(
         texts_of(splits.train),
@@ -197,10 +206,16 @@ def train_family(
     prepared: PreparedData,
     settings: Settings,
     params: Mapping[str, Any] | None = None,
+    fitted: dict[str, ToxicityModel] | None = None,
 ) -> ModelResult:
-    """Fit, evaluate, register and gate one model family; return what happened."""
+    """Fit, evaluate, register and gate one model family; return what happened.
+
+    When `fitted` is given, the fitted model is added to it for later blends of the same job.
+    """
     logger.info("training %s on %d rows", family, len(prepared.splits.train))
-    model, fit_seconds = fit_model(family, prepared.splits, params)
+    model, fit_seconds = fit_model(family, prepared.splits, params, fitted)
+    if fitted is not None:
+        fitted[family] = model
     result = evaluate_model(model, prepared.splits, family)
     run_id, version = register_model(family, model, fit_seconds, result, prepared, settings, params)
     decision = tracking.gate_promotion(
@@ -221,8 +236,12 @@ def run_training(
 
     settings = settings or get_settings()
     prepared = prepare_data(data_path, settings)
+    fitted: dict[str, ToxicityModel] = {}
+    # Blends go last so that they can reuse the members this job has already fitted.
+    ordered = sorted(families, key=lambda family: family == BlendModel.family)
     results = [
-        train_family(family, prepared, settings, (params or {}).get(family)) for family in families
+        train_family(family, prepared, settings, (params or {}).get(family), fitted)
+        for family in ordered
     ]
     return TrainingResult(
         source=prepared.dataset.source,

@@ -10,18 +10,22 @@ from toxiguard.models.base import ToxicityModel
 
 def _families() -> dict[str, type[ToxicityModel]]:
     # Imported lazily so that importing toxiguard.models does not pull in every framework.
+    from toxiguard.models.blend import BlendModel
     from toxiguard.models.linear import (
         ComplementNBModel,
         NBSVMModel,
         TfidfLogisticModel,
         TfidfSVMModel,
     )
+    from toxiguard.models.transformer import TransformerModel
 
     families: list[type[ToxicityModel]] = [
+        BlendModel,
         TfidfLogisticModel,
         NBSVMModel,
         TfidfSVMModel,
         ComplementNBModel,
+        TransformerModel,
     ]
     return {cls.family: cls for cls in families}
 

@@ -1,0 +1,215 @@
+"""Read CSV, .csv.zip, .csv.gz and parquet files strictly; read comments for scoring.
+
+Row numbers in every error are 1-based *data* rows: the header is not counted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, cast
+
+import numpy as np
+import pandas as pd
+
+from toxiguard.errors import DataValidationError
+from toxiguard.labels import TEXT_COLUMN
+
+SUPPORTED = ".csv, .csv.zip, .csv.gz, .parquet"
+
+
+def kind_of(path: Path) -> str:
+    """Return 'csv', 'gz', 'zip' or 'parquet' for a path, or raise for anything else."""
+    name = path.name.lower()
+    for suffix, kind in ((".parquet", "parquet"), (".pq", "parquet"), (".csv", "csv")):
+        if name.endswith(suffix):
+            return kind
+    if name.endswith(".gz"):
+        return "gz"
+    if name.endswith(".zip"):
+        return "zip"
+    raise DataValidationError.single(path, f"unsupported file format; expected one of {SUPPORTED}")
+
+
+def stem_of(path: Path) -> str:
+    """Return the file name without compression and format suffixes ('train.csv.gz' -> 'train')."""
+    name = path.name.lower()
+    for suffix in (".gz", ".zip", ".csv", ".parquet", ".pq"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+@contextmanager
+def open_binary(path: Path, kind: str) -> Iterator[IO[bytes]]:
+    """Yield a binary stream of the CSV inside a .csv, .csv.gz or single-member .zip file."""
+    try:
+        if kind == "gz":
+            with gzip.open(path, "rb") as handle:
+                yield cast(IO[bytes], handle)
+        elif kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                members = [
+                    m for m in archive.namelist() if not m.endswith("/") and "__MACOSX" not in m
+                ]
+                if len(members) != 1:
+                    message = f"zip archive must hold exactly one CSV file, found {members}"
+                    raise DataValidationError.single(path, message)
+                with archive.open(members[0]) as handle:
+                    yield handle
+        else:
+            with path.open("rb") as handle:
+                yield handle
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise DataValidationError.single(path, f"cannot read file: {error}") from error
+
+
+def raw_bytes(path: Path, kind: str) -> bytes:
+    """Return the (decompressed) bytes of a CSV, CSV.gz or CSV.zip file."""
+    with open_binary(path, kind) as handle:
+        try:
+            return handle.read()
+        except (OSError, EOFError, zipfile.BadZipFile) as error:
+            raise DataValidationError.single(path, f"cannot read file: {error}") from error
+
+
+def decode_utf8(path: Path, data: bytes) -> str:
+    """Return the bytes decoded as UTF-8, or raise naming the data row and byte that fail."""
+    offset = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[offset:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        prefix = data[offset : offset + error.start].decode("utf-8")
+        records = len(list(csv.reader(io.StringIO(prefix + "x"))))
+        bad = data[offset + error.start]
+        where = f"line {prefix.count(chr(10)) + 1}, byte offset {offset + error.start}"
+        message = f"not valid UTF-8: byte 0x{bad:02x} cannot be decoded ({where}); save as UTF-8"
+        if records <= 1:
+            raise DataValidationError.single(path, f"header is {message}") from error
+        raise DataValidationError.single(path, message, rows=[records - 1]) from error
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Return a file as a frame: CSV cells as str ('NA' stays text), parquet in its own types."""
+    kind = kind_of(path)
+    if not path.is_file():
+        raise DataValidationError.single(path, "file not found")
+    if kind == "parquet":
+        try:
+            return pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several unrelated types for a bad file
+            raise DataValidationError.single(path, f"cannot read parquet: {error}") from error
+    text = decode_utf8(path, raw_bytes(path, kind))
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+    except pd.errors.EmptyDataError as error:
+        raise DataValidationError.single(path, "file is empty") from error
+    except (pd.errors.ParserError, ValueError) as error:
+        raise DataValidationError.single(path, f"not a readable CSV: {error}") from error
+    return frame.fillna("")  # cells missing from short rows
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Return values as str with missing ones as '' (for ids and label cells)."""
+    if values.dtype.kind in "biu":
+        return values.astype(np.int64).astype(str)
+    return values.map(
+        lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+    )
+
+
+def _check_comments(
+    frame: pd.DataFrame, file: Path, text_column: str, first_row: int
+) -> pd.DataFrame:
+    """Return `frame` with missing texts as '', or raise if the column is absent or not text."""
+    if text_column not in frame.columns:
+        found = ", ".join(f"'{c}'" for c in frame.columns) or "none"
+        message = f"missing text column '{text_column}' (columns found: {found})"
+        raise DataValidationError.single(file, message)
+    values = frame[text_column]
+    missing = values.isna().to_numpy()
+    is_text = values.map(lambda v: isinstance(v, str)).to_numpy() | missing
+    if not is_text.all():
+        rows = np.arange(first_row, first_row + len(frame))[~is_text]
+        shown = ", ".join(repr(v) for v in values[~is_text].unique()[:5])
+        raise DataValidationError.single(
+            file, f"values must be text, found {shown}", column=text_column, rows=rows.tolist()
+        )
+    if missing.any():
+        frame = frame.copy()
+        frame[text_column] = values.where(~missing, "")
+    return frame
+
+
+def read_comments(path: str | Path, text_column: str = TEXT_COLUMN) -> pd.DataFrame:
+    """Return every column of a CSV/zip/gz/parquet file of comments (CSV cells as str).
+
+    Labels are not needed and empty texts are allowed (missing parquet texts become '').
+    """
+    file = Path(path)
+    return _check_comments(read_table(file), file, text_column, first_row=1)
+
+
+def _parquet_file(file: Path) -> Any:
+    """Return a pyarrow ParquetFile (pyarrow ships no type hints, hence Any)."""
+    import pyarrow.parquet as parquet
+
+    return parquet.ParquetFile(file)
+
+
+def iter_comment_chunks(
+    path: str | Path, chunk_size: int, text_column: str = TEXT_COLUMN
+) -> Iterator[pd.DataFrame]:
+    """Return an iterator over the rows of `read_comments`, in frames of at most `chunk_size` rows.
+
+    The file, its format and the text column are checked at once; problems inside the data
+    (bad UTF-8, values that are not text) are raised while iterating.
+    """
+    file = Path(path)
+    kind = kind_of(file)
+    if not file.is_file():
+        raise DataValidationError.single(file, "file not found")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if kind == "parquet":
+        try:
+            columns = _parquet_file(file).schema_arrow.names
+        except Exception as error:  # pyarrow raises several unrelated types for a bad file
+            raise DataValidationError.single(file, f"cannot read parquet: {error}") from error
+        _check_comments(pd.DataFrame(columns=columns), file, text_column, 1)
+        return _parquet_chunks(file, chunk_size, text_column)
+    with open_binary(file, kind) as handle:
+        header = next(csv.reader(io.TextIOWrapper(handle, encoding="utf-8-sig")), [])
+    _check_comments(pd.DataFrame(columns=header), file, text_column, 1)
+    return _csv_chunks(file, kind, chunk_size, text_column)
+
+
+def _parquet_chunks(file: Path, chunk_size: int, text_column: str) -> Iterator[pd.DataFrame]:
+    first_row = 1
+    for batch in _parquet_file(file).iter_batches(batch_size=chunk_size):
+        chunk = batch.to_pandas()
+        yield _check_comments(chunk, file, text_column, first_row)
+        first_row += len(chunk)
+
+
+def _csv_chunks(file: Path, kind: str, chunk_size: int, text_column: str) -> Iterator[pd.DataFrame]:
+    first_row = 1
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_filter": False}
+    with open_binary(file, kind) as handle:
+        try:
+            with pd.read_csv(
+                handle, chunksize=chunk_size, encoding="utf-8-sig", **options
+            ) as reader:
+                for chunk in reader:
+                    yield _check_comments(chunk.fillna(""), file, text_column, first_row)
+                    first_row += len(chunk)
+        except UnicodeDecodeError:
+            decode_utf8(file, raw_bytes(file, kind))  # raises naming the exact row and byte
+            raise
+        except (pd.errors.ParserError, OSError, EOFError, ValueError) as error:
+            raise DataValidationError.single(file, f"cannot read CSV: {error}") from error

@@ -1,0 +1,123 @@
+"""The blend family: weight grids, rank mapping, tuning, save/load, reuse of fitted members."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import pytest
+
+from toxiguard.errors import ToxiguardError
+from toxiguard.models import ToxicityModel, create_model
+from toxiguard.models.base import FloatArray, LabelArray
+from toxiguard.models.blend import BlendModel, empirical_cdf, simplex_grid
+
+
+class KeywordModel(ToxicityModel):
+    """A tiny real model: every label scores 1 when the text holds its keyword, else 0."""
+
+    family = "keyword-test"
+
+    def __init__(self, keyword: str = "bad") -> None:
+        super().__init__(keyword=keyword)
+        self.fits = 0
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: LabelArray,
+        *,
+        validation: tuple[Sequence[str], LabelArray] | None = None,
+    ) -> Self:
+        self.fits += 1
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> FloatArray:
+        hit = np.array([float(self.params["keyword"] in t) for t in texts])
+        return np.tile(hit[:, None], 6)
+
+    def save_state(self, directory: Path) -> None:
+        (directory / "state.txt").write_text("keyword")
+
+    def load_state(self, directory: Path) -> None:
+        assert (directory / "state.txt").read_text() == "keyword"
+
+
+@pytest.fixture(autouse=True)
+def _register_keyword_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    from toxiguard import models
+
+    original = models._families
+
+    def families() -> dict[str, type[ToxicityModel]]:
+        return {**original(), KeywordModel.family: KeywordModel}
+
+    monkeypatch.setattr(models, "_families", families)
+
+
+def _corpus(n: int, seed: int) -> tuple[list[str], LabelArray]:
+    rng = np.random.default_rng(seed)
+    has_bad = rng.random(n) < 0.3
+    has_awful = rng.random(n) < 0.3
+    texts = [
+        f"comment {i} {'bad' if b else 'fine'} {'awful' if a else 'nice'}"
+        for i, (b, a) in enumerate(zip(has_bad, has_awful, strict=True))
+    ]
+    labels = np.zeros((n, 6), dtype=np.int_)
+    labels[:, 0] = has_bad  # label 0 follows "bad", label 1 follows "awful", the rest both
+    labels[:, 1] = has_awful
+    labels[:, 2:] = (has_bad | has_awful)[:, None]
+    return texts, labels
+
+
+def test_simplex_grid_sums_to_one() -> None:
+    grid = simplex_grid(3, 0.25)
+    assert len(grid) == 15
+    assert all(abs(sum(w) - 1) < 1e-9 and min(w) >= 0 for w in grid)
+    assert simplex_grid(2, 0.5) == [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)]
+
+
+def test_empirical_cdf_ranks_against_reference() -> None:
+    reference = np.array([0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(
+        empirical_cdf(reference, np.array([0.05, 0.2, 0.35, 0.9])), [0.0, 0.5, 0.75, 1.0]
+    )
+
+
+def test_blend_weights_follow_the_informative_member(tmp_path: Path) -> None:
+    texts, labels = _corpus(400, 0)
+    val_texts, val_labels = _corpus(200, 1)
+    blend = create_model(
+        "blend",
+        members=["keyword-test", "tfidf-lr"],
+        member_params={"keyword-test": {"keyword": "awful"}},
+        weight_step=0.25,
+    )
+    assert isinstance(blend, BlendModel)
+    bad = KeywordModel(keyword="bad")
+    blend.use_fitted({"keyword-test": bad, "unrelated": KeywordModel()})
+    blend.fit(texts, labels, validation=(val_texts, val_labels))
+    assert blend.models["keyword-test"] is bad and bad.fits == 0, "a given member is not refitted"
+    assert set(blend.models) == {"keyword-test", "tfidf-lr"}
+    # label 0 is exactly the "bad" keyword: the keyword member gets weight
+    assert blend.weights[0][0] > 0
+    probabilities = blend.predict_proba(val_texts)
+    assert probabilities.shape == (200, 6)
+    assert probabilities.min() >= 0 and probabilities.max() <= 1
+
+    loaded = ToxicityModel.load(blend.save(tmp_path / "blend"))
+    np.testing.assert_allclose(loaded.predict_proba(val_texts), probabilities)
+
+
+def test_blend_rejects_fewer_than_two_members() -> None:
+    with pytest.raises(ToxiguardError, match="two or more"):
+        BlendModel(members=["tfidf-lr"])
+
+
+def test_blend_holds_out_validation_when_none_is_given() -> None:
+    texts, labels = _corpus(300, 2)
+    blend: Any = BlendModel(members=["keyword-test", "tfidf-lr"], weight_step=0.5)
+    blend.fit(texts, labels)
+    assert blend.reference["tfidf-lr"].shape[0] < 300 * 0.3
