@@ -27,7 +27,7 @@ DEFAULT_THRESHOLD = 0.5
 
 
 def _check(y_true: npt.ArrayLike, y_prob: npt.ArrayLike) -> tuple[npt.NDArray[np.int_], FloatArray]:
-    """Return both arrays as (n, 6) int and float arrays, or raise ValueError on a shape mismatch."""
+    """Return both arrays as (n, 6) int and float arrays; raise ValueError on a shape mismatch."""
     truth = np.asarray(y_true).astype(np.int_)
     prob = np.asarray(y_prob, dtype=np.float64)
     expected = (truth.shape[0], len(LABELS)) if truth.ndim == 2 else None
@@ -54,7 +54,7 @@ def _best_f1_threshold(truth: npt.NDArray[np.int_], prob: FloatArray) -> float:
 
 
 def tune_thresholds(y_true: npt.ArrayLike, y_prob: npt.ArrayLike) -> FloatArray:
-    """Return per-label thresholds maximising F1 on these rows (0.5 for a label with no positives)."""
+    """Return the per-label thresholds with the best F1 on these rows (0.5 with no positives)."""
     truth, prob = _check(y_true, y_prob)
     return np.array(
         [_best_f1_threshold(truth[:, j], prob[:, j]) for j in range(len(LABELS))],
@@ -120,7 +120,7 @@ def evaluate(
 
 
 def flat_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
-    """Return the report as flat MLflow metric names ("<prefix>_roc_auc_mean", ...), Nones left out."""
+    """Return the report as flat MLflow metrics ("<prefix>_roc_auc_mean", ...), without Nones."""
     summary = {
         "roc_auc_mean": report["mean_roc_auc"],
         "pr_auc_mean": report["mean_pr_auc"],

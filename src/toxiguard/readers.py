@@ -157,7 +157,7 @@ def read_comments(path: str | Path, text_column: str = TEXT_COLUMN) -> pd.DataFr
 
 def _parquet_file(file: Path) -> Any:
     """Return a pyarrow ParquetFile (pyarrow ships no type hints, hence Any)."""
-    import pyarrow.parquet as parquet
+    from pyarrow import parquet
 
     return parquet.ParquetFile(file)
 

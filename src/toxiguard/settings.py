@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OFFLINE_ENVIRONMENT: dict[str, str] = {
     "GRADIO_ANALYTICS_ENABLED": "False",
@@ -46,11 +47,126 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Mean test ROC-AUC a new version must add over the champion."
     )
 
-    # monitoring store
+    # monitoring store and prediction log
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite under home.")
+    log_texts: bool = Field(
+        True,
+        description="Store the comment text in the prediction log; when false (privacy), only "
+        "its statistics.",
+    )
+    log_batch_size: int = Field(
+        500, gt=0, description="Most prediction-log rows written in one database transaction."
+    )
+    log_flush_seconds: float = Field(
+        0.5, gt=0, description="Longest wait before buffered prediction-log rows are written."
+    )
+    log_buffer_rows: int = Field(
+        200_000,
+        gt=0,
+        description="Most prediction-log rows kept in memory while the database is unreachable; "
+        "beyond this the oldest are dropped (and counted).",
+    )
+    log_retry_seconds: float = Field(
+        2.0, gt=0, description="Wait before retrying a failed prediction-log write (doubles to 30 s)."
+    )
+
+    # serving
+    host: str = Field("127.0.0.1", description="Address `toxiguard serve` listens on.")
+    port: int = Field(8000, ge=0, lt=65536, description="Port `toxiguard serve` listens on.")
+    max_texts_per_request: int = Field(
+        256, gt=0, description="Most comments in one POST /v1/predict request."
+    )
+    max_text_chars: int = Field(
+        20_000, gt=0, description="Longest comment (in characters) accepted by the API."
+    )
+    api_keys: str | None = Field(
+        None,
+        description="Comma-separated API keys; when set, /v1/* needs one in the X-API-Key header "
+        "and the UI asks for one as its password.",
+    )
+    model_poll_seconds: float = Field(
+        30.0, gt=0, description="How often the server checks which version is champion."
+    )
+    registry_timeout_seconds: float = Field(
+        5.0, gt=0, description="HTTP timeout of the server's calls to an MLflow tracking server."
+    )
+    microbatch_wait_ms: float = Field(
+        1.0,
+        ge=0,
+        description="How long the inference thread waits to gather concurrent requests into one "
+        "batch; 0 turns micro-batching off (each request runs on its own in a thread pool).",
+    )
+    microbatch_max_texts: int = Field(
+        256, gt=0, description="Most comments the inference thread scores in one batch."
+    )
+    ui_enabled: bool = Field(True, description="Mount the Gradio UI at /ui.")
+    ui_max_rows: int = Field(
+        100_000, gt=0, description="Most rows of a CSV file scored in the UI's batch tab."
+    )
 
     # scoring
     score_chunk_size: int = Field(2000, gt=0, description="Rows per chunk in `toxiguard score`.")
+    onnx_threads: int = Field(
+        2, gt=0, description="ONNX Runtime intra-op threads when serving transformer models."
+    )
+
+    # orchestration (Prefect) and the local stack (`toxiguard stack`)
+    prefect_api_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("PREFECT_API_URL", "TOXIGUARD_PREFECT_API_URL"),
+        description="Prefect server API, e.g. http://127.0.0.1:4200/api; unset: flows run on "
+        "Prefect's temporary local server.",
+    )
+    stack_host: str = Field(
+        "127.0.0.1", description="Address the local stack's MLflow and Prefect servers listen on."
+    )
+    mlflow_port: int = Field(5050, ge=0, lt=65536, description="Port of the stack's MLflow server.")
+    prefect_port: int = Field(
+        4200, ge=0, lt=65536, description="Port of the stack's Prefect server (API and UI)."
+    )
+    mlflow_backend_uri: str | None = Field(
+        None,
+        description="Backend store of the stack's `mlflow server` (e.g. postgresql+psycopg://...; "
+        "a database of its own, not the monitoring store's); unset: the embedded sqlite database.",
+    )
+    monitoring_cron: str | None = Field(
+        "0 * * * *",
+        description="Cron schedule of the monitoring deployment (default hourly); empty: off.",
+    )
+    training_cron: str | None = Field(
+        None,
+        description="Cron schedule of the training deployment, e.g. '0 3 * * 1' (weekly); "
+        "unset or empty: off (runs only when started by hand or by monitoring).",
+    )
+    training_data: Path = Field(
+        Path("data/raw/train.csv"),
+        description="Labelled file the training deployment uses by default (editable per run).",
+    )
+    training_models: Annotated[list[str], NoDecode] = Field(
+        ["tfidf-lr", "nbsvm", "tfidf-svm", "complement-nb"],
+        description="Model families the training deployment trains by default; comma-separated "
+        "in the environment.",
+    )
+    stack_dir: Path | None = Field(
+        None, description="Where `toxiguard stack` keeps its pid file and logs; default home/stack."
+    )
+    stack_timeout_seconds: float = Field(
+        240.0, gt=0, description="How long `toxiguard stack up` waits for every health check."
+    )
+
+    @field_validator("monitoring_cron", "training_cron", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        """Return None for an empty schedule (turned off), the value otherwise."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("training_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        """Return a comma-separated string as a list of names; other values unchanged."""
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @property
     def resolved_home(self) -> Path:
@@ -73,10 +189,43 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.resolved_home / 'monitoring.db'}"
 
     @property
+    def api_key_list(self) -> list[str]:
+        """Return the configured API keys (empty: the API is open)."""
+        return [key.strip() for key in (self.api_keys or "").split(",") if key.strip()]
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Return where the server keeps its local copy of the last champion it loaded."""
+        return self.resolved_home / "serving" / "model-cache"
+
+    @property
     def splits_dir(self) -> Path:
         """Return where saved splits live."""
         return self.resolved_home / "splits"
 
+
+    @property
+    def prefect_home(self) -> Path:
+        """Return PREFECT_HOME for the processes toxiguard starts (Prefect's database, logs)."""
+        return self.resolved_home / "prefect"
+
+    @property
+    def stack_run_dir(self) -> Path:
+        """Return where `toxiguard stack` keeps its pid file and logs."""
+        return (self.stack_dir or self.resolved_home / "stack").expanduser().resolve()
+
+    @property
+    def prefect_environment(self) -> dict[str, str]:
+        """Return the Prefect variables for processes toxiguard starts: home, API URL, analytics."""
+        env = {
+            "PREFECT_HOME": str(self.prefect_home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # toxiguard's own log lines then show in the flow run's logs in the Prefect UI.
+            "PREFECT_LOGGING_EXTRA_LOGGERS": "toxiguard",
+        }
+        if self.prefect_api_url:
+            env["PREFECT_API_URL"] = self.prefect_api_url
+        return env
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from toxiguard.evaluation import (
     evaluate,
@@ -159,7 +160,9 @@ def test_pr_curve_plot_has_one_panel_per_label() -> None:
     assert isinstance(figure, Figure)
     axes = figure.get_axes()
     assert [ax.get_title() for ax in axes] == list(LABELS)
-    toxic_legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    legend = axes[0].get_legend()
+    assert legend is not None
+    toxic_legend = [t.get_text() for t in legend.get_texts()]
     assert toxic_legend == ["AP = 0.833", "threshold 0.350"]
     assert axes[1].get_legend() is None  # severe_toxic has no positives to draw
     assert _png_bytes(figure).startswith(b"\x89PNG")
@@ -169,7 +172,7 @@ def test_f1_bar_plot_shows_both_f1_scores() -> None:
     report = evaluate(Y_TRUE, Y_PROB, EXPECTED_THRESHOLDS)
     figure = plot_f1_bars(report, "test")
     (ax,) = figure.get_axes()
-    heights = [patch.get_height() for patch in ax.patches]
+    heights = [patch.get_height() for patch in ax.patches if isinstance(patch, Rectangle)]
     expected = [report["per_label"][label]["f1"] for label in LABELS]
     expected += [report["per_label"][label]["f1_tuned"] for label in LABELS]
     assert heights == pytest.approx(expected)
