@@ -104,12 +104,37 @@ def train(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the split and models.")] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="transformer: Hugging Face id or local directory of the backbone."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="transformer: training epochs.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="transformer: tokens per window.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="transformer: batch size.")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="transformer: peak AdamW learning rate.")
+    ] = None,
 ) -> None:
     """Validate, split, fit, evaluate, register and gate each model; print the results."""
     from toxiguard.training import DEFAULT_FAMILIES, run_training
 
     settings = _settings(seed=seed)
-    result = run_training(data_path, model or DEFAULT_FAMILIES, settings)
+    transformer_params = {
+        key: value
+        for key, value in {
+            "backbone": backbone,
+            "epochs": epochs,
+            "max_length": max_length,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+        }.items()
+        if value is not None
+    }
+    params: dict[str, dict[str, Any]] = {}
+    if transformer_params:
+        params["transformer"] = transformer_params
+        params["blend"] = {"member_params": {"transformer": transformer_params}}
+    result = run_training(data_path, model or DEFAULT_FAMILIES, settings, params)
     table = Table(title=f"Training on {result.source}", show_edge=False)
     for column in (
         "model",
@@ -256,13 +281,17 @@ def score(
 ) -> None:
     """Score a file in chunks, keeping every input column and adding one column per label."""
     from toxiguard import scoring, tracking
+    from toxiguard.monitoring.prediction_log import chunk_logger
 
     settings = get_settings()
     uri = tracking.resolve_model_uri(model, settings)
     loaded, info = tracking.load_toxicity_model(uri, settings)
-    with Progress(
-        *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console
-    ) as progress:
+    with (
+        Progress(
+            *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console
+        ) as progress,
+        chunk_logger(settings, info, source="score") as log_chunk,
+    ):
         task = progress.add_task("scoring", total=None)
         rows = scoring.score_file(
             loaded,
@@ -271,8 +300,26 @@ def score(
             text_column=text_column,
             chunk_size=settings.score_chunk_size,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            on_scored=log_chunk,
         )
     console.print(f"scored {rows:,} comments with version {info.get('version')} -> {output_path}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [8000].")] = None,
+) -> None:
+    """Serve the champion: REST API (/v1/predict, /docs), UI (/ui), /health, /ready, /metrics."""
+    from toxiguard.serving.api import serve as serve_api
+
+    settings = _settings(host=host, port=port)
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(
+        f"Loading the champion, then serving the API at {base}/v1/predict "
+        f"(docs {base}/docs), the UI at {base}/ui, metrics at {base}/metrics."
+    )
+    serve_api(settings)
 
 
 # ---------------------------------------------------------------- registry
@@ -333,6 +380,290 @@ def models_history() -> None:
             *(str(event.get(key, "")) for key in ("at", "event", "version", "previous", "reason"))
         )
     console.print(table if events else "no champion yet")
+
+
+# ---------------------------------------------------------------- orchestration and the local stack
+flows_app = typer.Typer(help="Prefect flows: serve the training and monitoring deployments.")
+stack_app = typer.Typer(
+    help="The local stack without Docker: MLflow, Prefect, the flows runner and the API.",
+    no_args_is_help=True,
+)
+app.add_typer(flows_app, name="flows", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+
+
+def _prefect_environment(settings: Settings) -> None:
+    """Give Prefect its home under ours (and our API URL) before it is first imported."""
+    settings.prefect_home.mkdir(parents=True, exist_ok=True)
+    for key, value in settings.prefect_environment.items():
+        os.environ.setdefault(key, value)
+
+
+@flows_app.command("serve")
+def flows_serve(
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the Prefect server to answer first.")
+    ] = 180.0,
+) -> None:
+    """Serve the training and monitoring deployments, scheduled from the settings, until stopped."""
+    settings = get_settings()
+    _prefect_environment(settings)
+    from toxiguard import flows, stack
+
+    if settings.prefect_api_url:
+        stack.wait_until_healthy(f"{settings.prefect_api_url.rstrip('/')}/health", wait)
+        console.print(f"Serving the deployments on {settings.prefect_api_url}.")
+    else:
+        console.print(
+            "[bold yellow]No PREFECT_API_URL:[/] serving on Prefect's temporary local server; "
+            "schedules and runs last only while this process runs (`toxiguard stack up` starts "
+            "a real server)."
+        )
+    flows.serve_flows(settings)
+
+
+@flows_app.command("train")
+def flows_train(
+    data_path: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Labelled file (default: settings).")
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model family; repeat for several (default: settings)."),
+    ] = None,
+) -> None:
+    """Run the training flow once, here (on PREFECT_API_URL, or Prefect's temporary server)."""
+    settings = get_settings()
+    _prefect_environment(settings)
+    from toxiguard import flows
+
+    summary = flows.training_flow(data=str(data_path) if data_path else None, models=model)
+    console.print_json(json.dumps(summary, default=str))
+
+
+@flows_app.command("monitor")
+def flows_monitor(
+    window_hours: Annotated[float, typer.Option(help="How far back to look.")] = 1.0,
+) -> None:
+    """Run the monitoring flow once, here (on PREFECT_API_URL, or Prefect's temporary server)."""
+    settings = get_settings()
+    _prefect_environment(settings)
+    from toxiguard import flows
+
+    console.print_json(json.dumps(flows.monitoring_flow(window_hours=window_hours), default=str))
+
+
+def _print_stack(status: Any) -> None:
+    """Print each service of the stack with its URL and health."""
+    table = Table(show_edge=False)
+    for column in ("service", "URL", "state"):
+        table.add_column(column)
+    for service in status.services:
+        state = (
+            "[green]healthy[/]"
+            if service.healthy
+            else "[yellow]not started[/]"
+            if not service.started
+            else "[red]not answering[/]"
+        )
+        table.add_row(service.name, service.url, state)
+    console.print(table)
+    console.print(
+        f"honcho pid {status.pid}; log {status.log}" if status.running else "the stack is down"
+    )
+
+
+@stack_app.command("up")
+def stack_up(
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds to wait for every health check (default: settings)."),
+    ] = None,
+) -> None:
+    """Start MLflow, Prefect, the flows runner and the API in the background; wait until healthy."""
+    from toxiguard import stack
+
+    settings = get_settings()
+    status = stack.stack_up(settings, timeout)
+    _print_stack(status)
+    if not any(s.name == "api" and s.started for s in status.services):
+        console.print(
+            "[bold yellow]The API was not started: no champion yet.[/] Train one (`toxiguard run`"
+            " or the training deployment), then `toxiguard stack down` and `toxiguard stack up`."
+        )
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop every process the stack started (honcho, its services, any running flow)."""
+    from toxiguard import stack
+
+    stopped = stack.stack_down(get_settings())
+    console.print(f"stopped (pids {', '.join(map(str, stopped))})" if stopped else "not running")
+
+
+@stack_app.command("wait")
+def stack_wait(
+    url: Annotated[str, typer.Argument(help="URL that must answer 200, e.g. MLflow's /health.")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait before failing.")] = 240.0,
+) -> None:
+    """Wait until a URL answers 200 (the Procfile orders start-up with it); exit 2 on time-out."""
+    from toxiguard import stack
+
+    stack.wait_until_healthy(url, timeout)
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each service's URL and health; exit 1 unless the stack runs and all are healthy."""
+    from toxiguard import stack
+
+    status = stack.stack_status(get_settings())
+    _print_stack(status)
+    if not status.healthy:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- monitoring
+monitor_app = typer.Typer(help="Drift, live quality and alerts on the served model's traffic.")
+feedback_app = typer.Typer(help="True labels of logged predictions.")
+app.add_typer(monitor_app, name="monitor", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback", no_args_is_help=True)
+
+
+@monitor_app.command("run")
+def monitor_run(
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the run's result (JSON) here.")
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(help="Model version to check (default: the one serving the window)."),
+    ] = None,
+    window_hours: Annotated[
+        float | None, typer.Option(help="Window length in hours (default: settings).")
+    ] = None,
+    retrain: Annotated[
+        bool | None,
+        typer.Option(
+            "--retrain/--no-retrain", help="Start retraining on a drift alert (default: settings)."
+        ),
+    ] = None,
+) -> None:
+    """Compare the window's traffic with the model's reference; store, alert, maybe retrain."""
+    settings = _settings(monitoring_window_hours=window_hours, retrain_on_drift=retrain)
+    _prefect_environment(settings)
+    from toxiguard.monitoring.job import run_monitoring
+
+    outcome = run_monitoring(settings, version=version)
+    data = outcome.to_dict()
+    table = Table(title=f"Monitoring run {outcome.run_id}: {data['status']}", show_edge=False)
+    table.add_column("column")
+    table.add_column("method")
+    table.add_column("score", justify="right")
+    table.add_column("drifted")
+    for column in outcome.result.columns:
+        score = "n/a" if column.score is None else f"{column.score:.4g}"
+        table.add_row(
+            column.column, column.method, score, "[bold red]yes[/]" if column.drifted else ""
+        )
+    console.print(table)
+    console.print(data["message"])
+    if data["drift_score"] is not None:
+        console.print(
+            f"drift_score {data['drift_score']:.3f}, missing_share {data['missing_share']:.4f}, "
+            f"drifted_features {data['drifted_features']} (version {data['model_version']}, "
+            f"{data['rows']} rows); report {data['report_path']}"
+        )
+    for alert in outcome.alerts:
+        console.print(f"[bold red]alert[/] [{alert.severity}] {alert.message}")
+    for alert in outcome.suppressed:
+        console.print(f"[dim]held by the cool-down: {alert.message}[/]")
+    if outcome.retraining:
+        console.print(f"retraining: {json.dumps(outcome.retraining, default=str)}")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(data, indent=2, default=str))
+        console.print(f"result written to {json_out}")
+
+
+@feedback_app.command("import")
+def feedback_import(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV (.gz/.zip) or parquet: request_id, item_index (optional, default 0) and "
+            "the six label columns (0/1)."
+        ),
+    ],
+) -> None:
+    """Store true labels for logged predictions (a later label replaces an earlier one)."""
+    from toxiguard.monitoring import store
+    from toxiguard.monitoring.feedback import (
+        logged_predictions,
+        read_feedback_file,
+        store_feedback,
+    )
+
+    items = read_feedback_file(path)
+    engine = store.make_engine(store.database_url(get_settings()))
+    try:
+        store.upgrade_schema(engine)
+        stored = store_feedback(engine, items, source="import")
+        known = logged_predictions(engine, [(i.request_id, i.item_index) for i in items])
+    finally:
+        engine.dispose()
+    console.print(
+        f"stored feedback for {stored:,} predictions ({len(known):,} found in the prediction log)"
+    )
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Base URL of a local API (loopback only).")] = (
+        "http://127.0.0.1:8000"
+    ),
+    data_path: Annotated[
+        Path, typer.Option("--data", "-d", help="Comments to replay (CSV/zip/gz/parquet).")
+    ] = Path("data/raw/train.csv"),
+    shift: Annotated[
+        str, typer.Option(help="none, longer, shorter, more-toxic (needs labels) or caps.")
+    ] = "none",
+    n: Annotated[int, typer.Option("--n", help="Comments to send.")] = 500,
+    batch_size: Annotated[int, typer.Option(help="Comments per request.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+) -> None:
+    """Replay real comments to the API (bounded in count and time) to show drift detection."""
+    from toxiguard.monitoring.simulate import simulate as run_simulation
+
+    settings = get_settings()
+    keys = settings.api_key_list
+    with Progress(
+        *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console
+    ) as progress:
+        task = progress.add_task(f"simulating ({shift})", total=n)
+        result = run_simulation(
+            url,
+            data_path,
+            shift=shift,
+            n=n,
+            batch_size=batch_size,
+            seed=seed,
+            max_requests=settings.simulate_max_requests,
+            max_seconds=settings.simulate_max_seconds,
+            max_chars=settings.max_text_chars,
+            api_key=keys[0] if keys else None,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"sent {result.comments:,} comments in {result.requests:,} requests "
+        f"({result.seconds:.1f} s, shift {shift}); {result.errors} failed requests"
+        + (" ; stopped by the time limit" if result.stopped_by_time else "")
+    )
+    for sample in result.error_samples:
+        console.print(f"  {sample}")
+    if result.errors:
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------- helpers

@@ -45,6 +45,12 @@ class KeywordModel(ToxicityModel):
         assert (directory / "state.txt").read_text() == "keyword"
 
 
+class OtherKeywordModel(KeywordModel):
+    """The same model under a second family name, so that a blend can hold two of them."""
+
+    family = "keyword-test-2"
+
+
 @pytest.fixture(autouse=True)
 def _register_keyword_family(monkeypatch: pytest.MonkeyPatch) -> None:
     from toxiguard import models
@@ -52,7 +58,7 @@ def _register_keyword_family(monkeypatch: pytest.MonkeyPatch) -> None:
     original = models._families
 
     def families() -> dict[str, type[ToxicityModel]]:
-        return {**original(), KeywordModel.family: KeywordModel}
+        return {**original(), "keyword-test": KeywordModel, "keyword-test-2": OtherKeywordModel}
 
     monkeypatch.setattr(models, "_families", families)
 
@@ -91,18 +97,20 @@ def test_blend_weights_follow_the_informative_member(tmp_path: Path) -> None:
     val_texts, val_labels = _corpus(200, 1)
     blend = create_model(
         "blend",
-        members=["keyword-test", "tfidf-lr"],
-        member_params={"keyword-test": {"keyword": "awful"}},
-        weight_step=0.25,
+        members=["keyword-test", "keyword-test-2"],
+        member_params={"keyword-test-2": {"keyword": "awful"}},
+        weight_step=0.05,
     )
     assert isinstance(blend, BlendModel)
     bad = KeywordModel(keyword="bad")
     blend.use_fitted({"keyword-test": bad, "unrelated": KeywordModel()})
     blend.fit(texts, labels, validation=(val_texts, val_labels))
     assert blend.models["keyword-test"] is bad and bad.fits == 0, "a given member is not refitted"
-    assert set(blend.models) == {"keyword-test", "tfidf-lr"}
-    # label 0 is exactly the "bad" keyword: the keyword member gets weight
-    assert blend.weights[0][0] > 0
+    assert blend.models["keyword-test-2"].params["keyword"] == "awful"
+    assert set(blend.models) == {"keyword-test", "keyword-test-2"}
+    # label 0 is exactly "bad", label 1 exactly "awful": each leans on its own member
+    assert blend.weights[0][0] > 0.5
+    assert blend.weights[1][1] > 0.5
     probabilities = blend.predict_proba(val_texts)
     assert probabilities.shape == (200, 6)
     assert probabilities.min() >= 0 and probabilities.max() <= 1
