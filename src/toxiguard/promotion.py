@@ -1,0 +1,245 @@
+"""Gated promotion of registered versions to champion, manual promotion, rollback, history.
+
+The champion is an MLflow alias. Every decision is written as tags on the version and on its
+run; every change of champion is also appended to the registered model's tags
+(`champion_history.00001`, ...), which is the history that `champion_history` reads back.
+Not safe against two processes promoting the same registered model at the same moment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlflow.entities import RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from toxiguard.errors import ModelNotFoundError, RegistryError
+from toxiguard.models.base import ToxicityModel
+from toxiguard.registry import (
+    alias_version,
+    connect,
+    get_version,
+    is_not_found,
+    load_toxicity_model,
+    registry_error,
+)
+from toxiguard.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+HISTORY_PREFIX = "champion_history."
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What the promotion gate decided for one new version, and why."""
+
+    promoted: bool
+    version: int
+    champion_before: int | None
+    new_score: float
+    champion_score: float | None
+    margin: float
+    reason: str
+
+
+def _now() -> str:
+    """Return the current UTC time as an ISO 8601 string."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _tag_version_and_run(
+    client: MlflowClient, settings: Settings, version: int, tags: dict[str, str]
+) -> None:
+    """Set the same tags on a registered version and on the run that produced it."""
+    name = settings.registered_model_name
+    model_version = get_version(client, settings, version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)
+    if model_version.run_id:
+        client.log_batch(model_version.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def _record_event(client: MlflowClient, settings: Settings, event: dict[str, Any]) -> None:
+    """Append one event to the champion history kept in the registered model's tags."""
+    name = settings.registered_model_name
+    tags = client.get_registered_model(name).tags
+    numbers = [int(k.removeprefix(HISTORY_PREFIX)) for k in tags if k.startswith(HISTORY_PREFIX)]
+    key = f"{HISTORY_PREFIX}{max(numbers, default=0) + 1:05d}"
+    client.set_registered_model_tag(name, key, json.dumps(event))
+
+
+def _move_champion(
+    client: MlflowClient,
+    settings: Settings,
+    version: int,
+    event: dict[str, Any],
+) -> None:
+    """Give `version` the champion alias (taking challenger off it) and record the event."""
+    name = settings.registered_model_name
+    client.set_registered_model_alias(name, settings.champion_alias, str(version))
+    if alias_version(client, settings, settings.challenger_alias) == version:
+        client.delete_registered_model_alias(name, settings.challenger_alias)
+    _record_event(client, settings, event)
+    _tag_version_and_run(
+        client,
+        settings,
+        version,
+        {"toxiguard.champion_since": event["at"], "toxiguard.champion_reason": event["reason"]},
+    )
+    logger.info("%s: version %s is now %s", event["event"], version, settings.champion_alias)
+
+
+def gate_promotion(
+    settings: Settings,
+    version: int,
+    new_score: float,
+    score_champion: Callable[[ToxicityModel], float],
+) -> PromotionDecision:
+    """Return the decision after making `version` champion only if it beats the champion's score."""
+    client = connect(settings)
+    name = settings.registered_model_name
+    margin = settings.promotion_margin
+    get_version(client, settings, version)
+    champion = alias_version(client, settings, settings.champion_alias)
+    if champion == version:
+        reason = f"version {version} is already {settings.champion_alias}"
+        return PromotionDecision(True, version, champion, float(new_score), None, margin, reason)
+    champion_score: float | None = None
+    if champion is None:
+        promoted, reason = True, "no champion yet"
+    else:
+        model, _ = load_toxicity_model(f"models:/{name}/{champion}", settings)
+        champion_score = float(score_champion(model))
+        promoted = new_score > champion_score + margin
+        sign = ">" if promoted else "<="
+        reason = (
+            f"score {new_score:.5f} {sign} champion v{champion} {champion_score:.5f} "
+            f"+ margin {margin:g}"
+        )
+    at = _now()
+    try:
+        _tag_version_and_run(
+            client,
+            settings,
+            version,
+            {
+                "toxiguard.decision": "promoted" if promoted else settings.challenger_alias,
+                "toxiguard.decision_reason": reason,
+                "toxiguard.decided_at": at,
+                "toxiguard.new_score": repr(float(new_score)),
+                "toxiguard.champion_score": repr(champion_score),
+                "toxiguard.champion_before": str(champion),
+                "toxiguard.margin": repr(margin),
+            },
+        )
+        if promoted:
+            event = _event("promote", version, champion, at, reason, new_score, champion_score)
+            _move_champion(client, settings, version, event)
+        else:
+            client.set_registered_model_alias(name, settings.challenger_alias, str(version))
+            logger.info("version %s is %s: %s", version, settings.challenger_alias, reason)
+    except MlflowException as error:
+        raise registry_error(settings, error) from error
+    return PromotionDecision(
+        promoted, version, champion, float(new_score), champion_score, margin, reason
+    )
+
+
+def _event(
+    kind: str,
+    version: int,
+    previous: int | None,
+    at: str,
+    reason: str,
+    new_score: float | None = None,
+    champion_score: float | None = None,
+) -> dict[str, Any]:
+    """Return one champion-history event as a JSON-ready dict."""
+    return {
+        "event": kind,
+        "version": version,
+        "previous": previous,
+        "at": at,
+        "reason": reason,
+        "new_score": new_score,
+        "champion_score": champion_score,
+    }
+
+
+def promote(settings: Settings, version: int, reason: str = "manual") -> None:
+    """Make `version` the champion whatever its score, and record it in the history."""
+    client = connect(settings)
+    try:
+        get_version(client, settings, version)
+        previous = alias_version(client, settings, settings.champion_alias)
+        if previous == version:
+            logger.info("version %s is already %s", version, settings.champion_alias)
+            return
+        _move_champion(
+            client, settings, version, _event("promote", version, previous, _now(), reason)
+        )
+    except MlflowException as error:
+        raise registry_error(settings, error) from error
+
+
+def champion_history(settings: Settings) -> list[dict[str, Any]]:
+    """Return the promotions and rollbacks of the champion, oldest first."""
+    client = connect(settings)
+    try:
+        tags = client.get_registered_model(settings.registered_model_name).tags
+    except MlflowException as error:
+        if is_not_found(error):
+            return []
+        raise registry_error(settings, error) from error
+    keys = sorted(k for k in tags if k.startswith(HISTORY_PREFIX))
+    return [json.loads(tags[k]) for k in keys]
+
+
+def _champion_stack(history: list[dict[str, Any]]) -> list[int]:
+    """Return the champions in force, oldest first: a promotion pushes, a rollback truncates."""
+    stack: list[int] = []
+    for event in history:
+        version = int(event["version"])
+        if event["event"] == "promote" and (not stack or stack[-1] != version):
+            stack.append(version)
+        elif event["event"] == "rollback":
+            if version in stack:
+                del stack[len(stack) - stack[::-1].index(version) :]
+            else:
+                stack.append(version)
+    return stack
+
+
+def rollback(settings: Settings) -> int:
+    """Return the version made champion again: the champion before the current one."""
+    client = connect(settings)
+    try:
+        current = alias_version(client, settings, settings.champion_alias)
+        stack = _champion_stack(champion_history(settings))
+        # If the alias was moved outside toxiguard, the last champion we recorded is the target.
+        if stack and current is not None and stack[-1] == current:
+            stack.pop()
+        while stack:
+            target = stack.pop()
+            try:
+                get_version(client, settings, target)
+            except ModelNotFoundError:
+                logger.warning("previous champion version %s no longer exists; skipped", target)
+                continue
+            reason = f"rollback from version {current}"
+            _move_champion(
+                client, settings, target, _event("rollback", target, current, _now(), reason)
+            )
+            return target
+    except MlflowException as error:
+        raise registry_error(settings, error) from error
+    raise RegistryError(
+        f"no earlier champion of model '{settings.registered_model_name}' to roll back to"
+    )
