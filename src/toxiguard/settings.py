@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         256, gt=0, description="Most comments in one POST /v1/predict request."
     )
     max_text_chars: int = Field(
-        20_000, gt=0, description="Longest comment (in characters) accepted by the API."
+        10_000, gt=0, description="Longest comment (in characters) accepted by the API."
     )
     api_keys: str | None = Field(
         None,
@@ -87,14 +87,19 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         30.0, gt=0, description="How often the server checks which version is champion."
     )
-    registry_timeout_seconds: float = Field(
-        5.0, gt=0, description="HTTP timeout of the server's calls to an MLflow tracking server."
+    registry_timeout_seconds: int = Field(
+        5, gt=0, description="HTTP timeout of the server's calls to an MLflow tracking server."
+    )
+    microbatch: bool = Field(
+        True,
+        description="Score concurrent requests together: one inference thread takes every "
+        "request waiting for it as one batch. Off: each request runs alone in a thread pool.",
     )
     microbatch_wait_ms: float = Field(
-        1.0,
+        0.0,
         ge=0,
-        description="How long the inference thread waits to gather concurrent requests into one "
-        "batch; 0 turns micro-batching off (each request runs on its own in a thread pool).",
+        description="Extra time the inference thread waits for more requests before scoring a "
+        "batch (0: take only those already waiting).",
     )
     microbatch_max_texts: int = Field(
         256, gt=0, description="Most comments the inference thread scores in one batch."
@@ -108,6 +113,97 @@ class Settings(BaseSettings):
     score_chunk_size: int = Field(2000, gt=0, description="Rows per chunk in `toxiguard score`.")
     onnx_threads: int = Field(
         2, gt=0, description="ONNX Runtime intra-op threads when serving transformer models."
+    )
+
+    # monitoring: reference, drift job, alerts, retraining, traffic simulation
+    reference_rows: int = Field(
+        3000,
+        gt=0,
+        description="Validation comments scored into each model's monitoring reference.",
+    )
+    vocabulary_size: int = Field(
+        50_000,
+        gt=0,
+        description="Most frequent training words kept as the vocabulary for the "
+        "out-of-vocabulary share of the monitoring reference.",
+    )
+    monitoring_window_hours: float = Field(
+        1.0, gt=0, description="Length of the prediction-log window one monitoring run reads."
+    )
+    monitoring_min_rows: int = Field(
+        200,
+        gt=0,
+        description="Fewest predictions of the served version in the window for a drift result; "
+        "fewer gives a stored 'insufficient data' result.",
+    )
+    drift_method: str = Field(
+        "ks",
+        description="Evidently stattest for each numeric column (text statistics and scores), "
+        "e.g. ks, wasserstein, psi, jensenshannon.",
+    )
+    drift_threshold: float = Field(
+        0.01,
+        gt=0,
+        description="Threshold of drift_method: a p-value for tests (ks: drift below it), a "
+        "distance for distances (wasserstein: drift at or above it).",
+    )
+    text_drift: bool = Field(
+        True,
+        description="Also compare the logged comment texts with the reference's (Evidently text "
+        "content drift); needs log_texts.",
+    )
+    alert_drift_score: float = Field(
+        0.3, ge=0, le=1, description="Alert when the share of drifted columns exceeds this."
+    )
+    alert_missing_share: float = Field(
+        0.05, ge=0, le=1, description="Alert when the share of missing values exceeds this."
+    )
+    alert_flagged_rate_change: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="Alert when a label's flagged rate moves by more than this (absolute) from "
+        "the reference's.",
+    )
+    alert_quality_drop: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Alert when live mean ROC-AUC on labelled traffic falls this far below the "
+        "model's test ROC-AUC.",
+    )
+    feedback_min_rows: int = Field(
+        50, gt=0, description="Fewest labelled predictions in the window to compute live quality."
+    )
+    alert_cooldown_minutes: float = Field(
+        360.0,
+        ge=0,
+        description="An alert of the same rule is not raised again within this many minutes.",
+    )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="Slack-compatible incoming webhook (TOXIGUARD_ALERT_WEBHOOK_URL) that "
+        "receives alerts; unset: alerts are only stored.",
+    )
+    alert_webhook_timeout_seconds: float = Field(
+        5.0, gt=0, description="Timeout of one webhook delivery attempt."
+    )
+    alert_webhook_retries: int = Field(
+        3, ge=0, description="Retries of a failed webhook delivery (with growing waits)."
+    )
+    retrain_on_drift: bool = Field(
+        True,
+        description="A drift alert past its cool-down starts the training flow (on the training "
+        "data plus feedback); the gate decides promotion.",
+    )
+    monitoring_experiment_name: str = Field(
+        "monitoring", description="MLflow experiment that receives each monitoring run's report."
+    )
+    simulate_max_requests: int = Field(
+        20_000, gt=0, description="Most comments `toxiguard simulate` sends in one run."
+    )
+    simulate_max_seconds: float = Field(
+        600.0, gt=0, description="Longest time `toxiguard simulate` runs."
     )
 
     # orchestration (Prefect) and the local stack (`toxiguard stack`)
@@ -203,6 +299,16 @@ class Settings(BaseSettings):
         """Return where saved splits live."""
         return self.resolved_home / "splits"
 
+    @property
+    def monitoring_dir(self) -> Path:
+        """Return where the monitoring job keeps reports, cached references and retraining data."""
+        return self.resolved_home / "monitoring"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Return where the monitoring job writes its Evidently HTML reports."""
+        return self.monitoring_dir / "reports"
+
 
     @property
     def prefect_home(self) -> Path:
@@ -222,6 +328,10 @@ class Settings(BaseSettings):
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             # toxiguard's own log lines then show in the flow run's logs in the Prefect UI.
             "PREFECT_LOGGING_EXTRA_LOGGERS": "toxiguard",
+            # ...and outside a flow run (e.g. `flows serve` itself) they are only printed.
+            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+            # The temporary server needs 8-25 s to start on 2 busy cores; Prefect waits 20 s.
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         }
         if self.prefect_api_url:
             env["PREFECT_API_URL"] = self.prefect_api_url

@@ -1,0 +1,314 @@
+"""Prefect flows and deployments: thin wrappers over the training and monitoring functions.
+
+Every step is a plain library call (`toxiguard.training`, `toxiguard.tracking`,
+`toxiguard.monitoring`); this module only gives them names, retries and a report in Prefect.
+With no `PREFECT_API_URL` the flows run on Prefect's temporary local server.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, cast
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.deployments.runner import RunnerDeployment
+from prefect.tasks import Task
+from prefect.types.entrypoint import EntrypointType
+
+from toxiguard import tracking, training
+from toxiguard.errors import RegistryError, ToxiguardError
+from toxiguard.models import ToxicityModel
+from toxiguard.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+TRAINING_FLOW = "toxiguard-training"
+MONITORING_FLOW = "toxiguard-monitoring"
+TRAINING_DEPLOYMENT = "training"
+MONITORING_DEPLOYMENT = "monitoring"
+#: Full deployment names, as `prefect deployment run` and `run_deployment` take them.
+TRAINING_DEPLOYMENT_NAME = f"{TRAINING_FLOW}/{TRAINING_DEPLOYMENT}"
+MONITORING_DEPLOYMENT_NAME = f"{MONITORING_FLOW}/{MONITORING_DEPLOYMENT}"
+TRAINING_ARTIFACT_KEY = "toxiguard-training"
+REGISTRY_RETRIES = 2
+REGISTRY_RETRY_DELAY_S = 5.0
+
+
+def retry_unless_user_error(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Return True when a failed task is worth retrying: anything but a user's mistake.
+
+    A `RegistryError` (MLflow unreachable or refusing) and unexpected errors are retried; any
+    other `ToxiguardError` (bad data, unknown model) fails at once, its message intact.
+    """
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, RegistryError) or not isinstance(error, ToxiguardError)
+
+
+@task(
+    name="validate-and-split",
+    task_run_name="validate-and-split",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def prepare_task(data: str, settings: Settings) -> training.PreparedData:
+    """Return the validated, split dataset (a DataValidationError fails the flow at once)."""
+    return training.prepare_data(data, settings)
+
+
+@task(name="fit", cache_policy=NO_CACHE, persist_result=False)
+def fit_task(
+    family: str,
+    prepared: training.PreparedData,
+    params: dict[str, Any] | None,
+    fitted: dict[str, ToxicityModel],
+) -> tuple[ToxicityModel, float]:
+    """Return the fitted model of `family` and the seconds its fit took."""
+    return training.fit_model(family, prepared.splits, params, fitted)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
+def evaluate_task(
+    family: str, model: ToxicityModel, prepared: training.PreparedData
+) -> training.Evaluation:
+    """Return the model's validation and test reports (its thresholds are tuned in place)."""
+    return training.evaluate_model(model, prepared.splits, family)
+
+
+@task(
+    name="register",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=REGISTRY_RETRIES,
+    retry_delay_seconds=REGISTRY_RETRY_DELAY_S,
+    retry_condition_fn=retry_unless_user_error,
+)
+def register_task(
+    family: str,
+    model: ToxicityModel,
+    fit_seconds: float,
+    result: training.Evaluation,
+    prepared: training.PreparedData,
+    settings: Settings,
+    params: dict[str, Any] | None,
+) -> tuple[str, int]:
+    """Return the MLflow run id and registered version of the logged model."""
+    return training.register_model(family, model, fit_seconds, result, prepared, settings, params)
+
+
+@task(
+    name="gate-promotion",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=REGISTRY_RETRIES,
+    retry_delay_seconds=REGISTRY_RETRY_DELAY_S,
+    retry_condition_fn=retry_unless_user_error,
+)
+def gate_task(
+    version: int,
+    result: training.Evaluation,
+    prepared: training.PreparedData,
+    settings: Settings,
+) -> tracking.PromotionDecision:
+    """Return the gate's decision: champion only if it beats the champion on this test split."""
+    return tracking.gate_promotion(
+        settings, version, result.test_mean_roc_auc, training.champion_scorer(prepared.splits)
+    )
+
+
+def training_markdown(result: training.TrainingResult) -> str:
+    """Return the markdown report of a training run: one row per model, and the champion now."""
+    lines = [
+        f"# Training on `{result.source}`",
+        "",
+        f"Data fingerprint `{result.dataset_fingerprint[:12]}`, "
+        f"split `{result.splits_fingerprint[:12]}`.",
+        "",
+        "| model | version | test ROC-AUC | test PR-AUC | F1 macro (tuned) | F1 micro (tuned) "
+        "| fit s | MLflow run | decision |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for item in result.models:
+        test = item.evaluation.test
+        lines.append(
+            f"| {item.family} | {item.version} | {test['mean_roc_auc']:.4f} "
+            f"| {test['mean_pr_auc']:.4f} | {test['f1_macro_tuned']:.4f} "
+            f"| {test['f1_micro_tuned']:.4f} | {item.fit_seconds:.1f} | `{item.run_id}` "
+            f"| {'**promoted**' if item.decision.promoted else 'challenger'}: "
+            f"{item.decision.reason} |"
+        )
+    champion = result.champion_version
+    lines += ["", f"**Champion now: version {champion}.**" if champion else "**No champion.**"]
+    return "\n".join(lines)
+
+
+@task(name="report", task_run_name="report", cache_policy=NO_CACHE, persist_result=False)
+def report_task(result: training.TrainingResult) -> str:
+    """Return the markdown report after publishing it as the run's Prefect artifact."""
+    markdown = training_markdown(result)
+    create_markdown_artifact(
+        markdown=markdown,
+        key=TRAINING_ARTIFACT_KEY,
+        description="Every model of the run: test metrics, MLflow run, promotion decision.",
+    )
+    return markdown
+
+
+def training_summary(result: training.TrainingResult) -> dict[str, Any]:
+    """Return a JSON-ready summary of a training run (what the flow returns)."""
+    return {
+        "source": result.source,
+        "dataset_fingerprint": result.dataset_fingerprint,
+        "splits_fingerprint": result.splits_fingerprint,
+        "champion_version": result.champion_version,
+        "models": [
+            {
+                "family": item.family,
+                "version": item.version,
+                "run_id": item.run_id,
+                "fit_seconds": item.fit_seconds,
+                "test_mean_roc_auc": item.evaluation.test_mean_roc_auc,
+                "promoted": item.decision.promoted,
+                "reason": item.decision.reason,
+            }
+            for item in result.models
+        ],
+    }
+
+
+@flow(name=TRAINING_FLOW, persist_result=False)
+def training_flow(
+    data: str | None = None,
+    models: list[str] | None = None,
+    seed: int | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Validate and split `data`, then fit, evaluate, register and gate each model in turn.
+
+    Returns the summary of every model; the same table is published as a markdown artifact.
+
+    Args:
+        data: Labelled training file (Kaggle train.csv, .zip/.gz or parquet); default: the
+            settings' `training_data`.
+        models: Model families to train, in order (e.g. tfidf-lr, nbsvm, tfidf-svm,
+            complement-nb, blend); default: the settings' `training_models`.
+        seed: Seed for the split and the models; default: the settings' seed.
+        params: Hyperparameters per family, e.g. {"tfidf-lr": {"C": 4.0}}.
+    """
+    settings = get_settings()
+    if seed is not None:
+        settings = settings.model_copy(update={"seed": seed})
+    prepared = prepare_task(str(data or settings.training_data), settings)
+    fitted: dict[str, ToxicityModel] = {}
+    results: list[training.ModelResult] = []
+    for family in models or settings.training_models:
+        family_params = (params or {}).get(family)
+        model, seconds = fit_task.with_options(task_run_name=f"fit-{family}")(
+            family, prepared, family_params, fitted
+        )
+        fitted[family] = model
+        evaluated = evaluate_task.with_options(task_run_name=f"evaluate-{family}")(
+            family, model, prepared
+        )
+        run_id, version = register_task.with_options(task_run_name=f"register-{family}")(
+            family, model, seconds, evaluated, prepared, settings, family_params
+        )
+        decision = gate_task.with_options(task_run_name=f"gate-{family}-v{version}")(
+            version, evaluated, prepared, settings
+        )
+        logger.info("%s: version %d, %s", family, version, decision.reason)
+        results.append(training.ModelResult(family, run_id, version, seconds, evaluated, decision))
+    result = training.TrainingResult(
+        source=prepared.dataset.source,
+        dataset_fingerprint=prepared.dataset.fingerprint,
+        splits_fingerprint=prepared.splits.fingerprint,
+        splits_dir=prepared.splits_dir,
+        models=results,
+    )
+    report_task(result)
+    return training_summary(result)
+
+
+@task(
+    name="summarise-prediction-log",
+    task_run_name="summarise-prediction-log",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def log_summary_task(settings: Settings, window_hours: float) -> dict[str, Any]:
+    """Return the prediction log's summary (traffic, versions, flagged rates) for the window."""
+    from toxiguard.monitoring.summary import prediction_log_summary
+
+    return prediction_log_summary(settings, window_hours)
+
+
+@flow(name=MONITORING_FLOW, persist_result=False)
+def monitoring_flow(window_hours: float = 1.0) -> dict[str, Any]:
+    """Summarise the last `window_hours` of the prediction log; return the summary.
+
+    The drift job (reference vs. live traffic, alerts, retraining) joins here as its own task.
+
+    Args:
+        window_hours: How far back to look in the prediction log.
+    """
+    summary: dict[str, Any] = log_summary_task(get_settings(), window_hours)
+    return summary
+
+
+def build_deployments(settings: Settings) -> list[RunnerDeployment]:
+    """Return the training and monitoring deployments, scheduled and parametrised by settings."""
+    training_deployment = training_flow.to_deployment(
+        name=TRAINING_DEPLOYMENT,
+        cron=settings.training_cron,
+        parameters={
+            "data": str(Path(settings.training_data).expanduser().resolve()),
+            "models": list(settings.training_models),
+        },
+        description="Validate, split, fit, evaluate, register and gate each model family.",
+        tags=["toxiguard", "training"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    monitoring_deployment = monitoring_flow.to_deployment(
+        name=MONITORING_DEPLOYMENT,
+        cron=settings.monitoring_cron,
+        description="Check the served model's recent traffic (the monitoring job).",
+        tags=["toxiguard", "monitoring"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    deployments = [training_deployment, monitoring_deployment]
+    if not all(isinstance(item, RunnerDeployment) for item in deployments):
+        raise TypeError("to_deployment returned a coroutine: call build_deployments outside async")
+    return cast(list[RunnerDeployment], deployments)
+
+
+def serve_flows(settings: Settings) -> None:
+    """Serve both deployments until interrupted (runs started from the UI or API run here)."""
+    from prefect import serve
+
+    deployments = build_deployments(settings)
+    for deployment in deployments:
+        logger.info(
+            "serving %s/%s, schedule: %s",
+            deployment.flow_name,
+            deployment.name,
+            ", ".join(str(s.schedule) for s in deployment.schedules or []) or "none",
+        )
+    # Schedules stay active while the runner is down (a restart picks up late runs).
+    serve(*deployments, print_starting_message=False, pause_on_shutdown=False)
+
+
+__all__ = [
+    "MONITORING_DEPLOYMENT_NAME",
+    "TRAINING_ARTIFACT_KEY",
+    "TRAINING_DEPLOYMENT_NAME",
+    "build_deployments",
+    "monitoring_flow",
+    "retry_unless_user_error",
+    "serve_flows",
+    "training_flow",
+    "training_markdown",
+    "training_summary",
+]

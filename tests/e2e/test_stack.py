@@ -1,0 +1,104 @@
+"""End to end: the local stack (real MLflow and Prefect servers, flows served, the API) trains a
+model through the Prefect API and serves it as the new champion; nothing is left running after.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.integration.flow_services import (
+    run_cli,
+    stack_env,
+    started_stack,
+    wait_for_flow_run,
+    write_sample,
+)
+from toxiguard import flows, stack, training
+from toxiguard.labels import LABELS
+from toxiguard.settings import Settings
+
+STACK_TIMEOUT_S = 240.0
+FLOW_TIMEOUT_S = 300.0
+SWAP_TIMEOUT_S = 60.0
+
+
+def _flow_run_logs(prefect_api: str, flow_run_id: str) -> str:
+    """Return the flow run's log lines, for a failure message."""
+    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
+    logs = httpx.post(f"{prefect_api}/logs/filter", json=body, timeout=10).json()
+    return "\n".join(str(line.get("message")) for line in logs)
+
+
+def _served_version(api_url: str) -> int | None:
+    """Return the version the API serves now (None when it does not answer)."""
+    try:
+        info: dict[str, Any] = httpx.get(f"{api_url}/v1/model", timeout=5).json()
+    except httpx.HTTPError:
+        return None
+    return info.get("version")
+
+
+@pytest.mark.e2e
+@pytest.mark.integration
+@pytest.mark.slow
+def test_stack_trains_through_prefect_and_serves_the_new_champion(
+    settings: Settings, shared_sample: pd.DataFrame, tmp_path: Path
+) -> None:
+    # A deliberately weak first champion (labels shuffled across rows), so the API has a model
+    # to serve at start and the model trained through Prefect must beat it at the gate.
+    rng = np.random.default_rng(0)
+    weak = shared_sample.iloc[2000:2800].copy()
+    weak[list(LABELS)] = weak[list(LABELS)].to_numpy()[rng.permutation(len(weak))]
+    first = training.run_training(
+        write_sample(weak, tmp_path / "weak.csv"), ["complement-nb"], settings
+    )
+    assert first.champion_version == 1
+
+    data = write_sample(shared_sample.head(2000), tmp_path / "train.csv")
+    env = stack_env(
+        settings.resolved_home,
+        TOXIGUARD_TRAINING_DATA=str(data),
+        TOXIGUARD_TRAINING_MODELS="complement-nb",
+        TOXIGUARD_MODEL_POLL_SECONDS="1",
+        PREFECT_RUNNER_POLL_FREQUENCY="2",
+    )
+    with started_stack(env, timeout=STACK_TIMEOUT_S) as running:
+        status = run_cli(["stack", "status"], env, 60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert _served_version(running.api_url) == 1
+
+        prefect = running.prefect_api_url
+        monitoring = httpx.get(
+            f"{prefect}/deployments/name/{flows.MONITORING_DEPLOYMENT_NAME}", timeout=10
+        ).json()
+        assert [s["schedule"]["cron"] for s in monitoring["schedules"]] == ["0 * * * *"]
+        deployment = httpx.get(
+            f"{prefect}/deployments/name/{flows.TRAINING_DEPLOYMENT_NAME}", timeout=10
+        ).json()
+        assert deployment["parameters"] == {"data": str(data), "models": ["complement-nb"]}
+
+        flow_run = httpx.post(
+            f"{prefect}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10
+        ).json()
+        final = wait_for_flow_run(prefect, flow_run["id"], FLOW_TIMEOUT_S)
+        assert final["state"]["type"] == "COMPLETED", _flow_run_logs(prefect, flow_run["id"])
+
+        deadline = time.monotonic() + SWAP_TIMEOUT_S
+        while _served_version(running.api_url) != 2:
+            assert time.monotonic() < deadline, "the API did not swap in version 2"
+            time.sleep(0.5)
+        answer = httpx.post(
+            f"{running.api_url}/v1/predict", json={"texts": ["thanks for the fix"]}, timeout=30
+        ).json()
+        assert answer["model"]["version"] == 2
+        assert set(answer["predictions"][0]["scores"]) == set(LABELS)
+
+    assert stack.marked_processes(running.marker) == []
+    assert not stack.stack_status(settings).running

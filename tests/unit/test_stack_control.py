@@ -1,0 +1,126 @@
+"""The local stack's process control: the Procfile's contract, port checks, and `stack down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from honcho.environ import parse_procfile
+
+from toxiguard import stack
+from toxiguard.settings import Settings
+
+
+def test_procfile_runs_every_service_with_variables_the_stack_sets(settings: Settings) -> None:
+    procfile = parse_procfile(stack.PROCFILE.read_text())
+    assert tuple(procfile.processes) == stack.SERVICES
+    env = stack.stack_environment(settings, "marker")
+    used = set(re.findall(r"\$\{?([A-Z_]+)\}?", stack.PROCFILE.read_text()))
+    assert used, "the Procfile should take its ports and URIs from variables"
+    assert used <= set(env), f"variables the stack does not set: {used - set(env)}"
+    assert env["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{settings.mlflow_port}"
+    assert env["PREFECT_API_URL"] == f"http://127.0.0.1:{settings.prefect_port}/api"
+    assert env["TOXIGUARD_STACK_MLFLOW_BACKEND"].startswith("sqlite:///")
+    assert env["TOXIGUARD_HOME"] == str(settings.resolved_home)
+    assert Path(env["PREFECT_HOME"]).is_relative_to(settings.resolved_home)
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_mlflow_backend_follows_the_setting(settings: Settings) -> None:
+    postgres = "postgresql+psycopg://toxiguard:secret@127.0.0.1:5432/mlflow"
+    custom = settings.model_copy(update={"mlflow_backend_uri": postgres})
+    assert stack.stack_environment(custom, "m")["TOXIGUARD_STACK_MLFLOW_BACKEND"] == postgres
+
+
+def test_status_of_a_stack_never_started(settings: Settings) -> None:
+    status = stack.stack_status(settings)
+    assert not status.running and not status.healthy
+    assert [s.name for s in status.services] == list(stack.SERVICES)
+    assert not any(s.started or s.healthy for s in status.services)
+    assert stack.stack_down(settings) == []
+
+
+def test_up_refuses_a_port_in_use_and_names_the_setting(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = settings.model_copy(update={"prefect_port": port})
+        with pytest.raises(stack.StackError, match=f"127.0.0.1:{port}.*TOXIGUARD_PREFECT_PORT"):
+            stack.stack_up(busy)
+    assert not (busy.stack_run_dir / "stack.json").exists()
+
+
+@pytest.fixture
+def fake_stack(settings: Settings) -> Iterator[tuple[int, str]]:
+    """A stand-in for honcho: a process group whose child escaped to a session of its own."""
+    marker = uuid.uuid4().hex
+    env = {**os.environ, stack.MARKER_VARIABLE: marker}
+    # The parent ignores SIGTERM (as a stuck service would); its child runs in a new session,
+    # as Prefect's runner starts flow runs: signalling the parent's group does not reach it.
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'],"
+        " start_new_session=True)\n"
+        "time.sleep(300)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while len(stack.marked_processes(marker)) < 2:
+        assert time.monotonic() < deadline, "the fake stack did not start"
+        time.sleep(0.05)
+    settings.stack_run_dir.mkdir(parents=True, exist_ok=True)
+    (settings.stack_run_dir / "stack.json").write_text(
+        json.dumps({"pid": process.pid, "marker": marker, "services": ["mlflow"]})
+    )
+    try:
+        yield process.pid, marker
+    finally:
+        for pid in stack.marked_processes(marker):
+            os.kill(pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="the marker sweep reads /proc (Linux)")
+def test_down_leaves_no_process_behind(settings: Settings, fake_stack: tuple[int, str]) -> None:
+    pid, marker = fake_stack
+    children = set(stack.marked_processes(marker)) - {pid}
+    assert stack.stack_status(settings).running
+    stopped = stack.stack_down(settings, timeout=2.0)
+    assert pid in stopped and children <= set(stopped)
+    assert stack.marked_processes(marker) == []
+    assert not (settings.stack_run_dir / "stack.json").exists()
+    assert not stack.stack_status(settings).running
+
+
+@pytest.mark.slow
+def test_up_reports_a_service_that_dies_and_stops_the_rest(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(
+        "mlflow: exec sleep 300\n"
+        "prefect: echo 'prefect: database is locked' && exit 3\n"
+        "flows: exec sleep 300\n"
+    )
+    monkeypatch.setattr(stack, "PROCFILE", procfile)
+    with pytest.raises(stack.StackError, match=r"(?s)stack stopped.*database is locked"):
+        stack.stack_up(settings, timeout=60)
+    assert not (settings.stack_run_dir / "stack.json").exists()
+    log = (settings.stack_run_dir / "stack.log").read_text()
+    assert "mlflow.1 started" in log and "prefect.1 stopped (rc=3)" in log
+    env_file = (settings.stack_run_dir / "stack.env").read_text()
+    marker = re.search(rf'{stack.MARKER_VARIABLE}="(\w+)"', env_file)
+    assert marker is not None
+    assert stack.marked_processes(marker.group(1)) == []
