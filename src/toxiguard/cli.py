@@ -237,34 +237,29 @@ def predict(
     uri = tracking.resolve_model_uri(model, settings)
     loaded, info = tracking.load_toxicity_model(uri, settings)
     probabilities = loaded.predict_proba(texts)
-    rows = [
-        {
-            "text": text,
-            "scores": dict(zip(LABELS, map(float, scores), strict=True)),
-            "flagged": [
-                label
-                for label, p, t in zip(LABELS, scores, loaded.thresholds, strict=True)
-                if p >= t
-            ],
-        }
-        for text, scores in zip(texts, probabilities, strict=True)
-    ]
+    flags = probabilities >= loaded.thresholds
     if as_json:
-        console.print_json(json.dumps({"model": info, "predictions": rows}, default=str))
+        predictions = [
+            {
+                "text": text,
+                "scores": dict(zip(LABELS, map(float, scores), strict=True)),
+                "flagged": [label for label, hit in zip(LABELS, hits, strict=True) if hit],
+            }
+            for text, scores, hits in zip(texts, probabilities, flags, strict=True)
+        ]
+        console.print_json(json.dumps({"model": info, "predictions": predictions}, default=str))
         return
-    for row in rows:
-        table = Table(title=_shorten(row["text"]), show_edge=False, title_justify="left")
+    for text, scores, hits in zip(texts, probabilities, flags, strict=True):
+        table = Table(title=_shorten(text), show_edge=False, title_justify="left")
         table.add_column("label")
         table.add_column("probability", justify="right")
         table.add_column("threshold", justify="right")
         table.add_column("flagged")
-        for label, threshold in zip(LABELS, loaded.thresholds, strict=True):
-            flagged = label in row["flagged"]
+        for label, probability, threshold, hit in zip(
+            LABELS, scores, loaded.thresholds, hits, strict=True
+        ):
             table.add_row(
-                label,
-                f"{row['scores'][label]:.3f}",
-                f"{threshold:.3f}",
-                "[bold red]yes[/]" if flagged else "",
+                label, f"{probability:.3f}", f"{threshold:.3f}", "[bold red]yes[/]" if hit else ""
             )
         console.print(table)
     console.print(f"model {info.get('name')} version {info.get('version')} ({uri})")

@@ -15,7 +15,7 @@ from toxiguard.errors import ModelNotFoundError
 from toxiguard.labels import LABELS
 
 FloatArray = npt.NDArray[np.float64]
-LabelArray = npt.NDArray[np.int_]
+LabelArray = npt.NDArray[np.integer[Any]]
 META_FILE = "toxiguard_model.json"
 
 

@@ -167,9 +167,10 @@ class BlendModel(ToxicityModel):
 
     def save_state(self, directory: Path) -> None:
         """Write each member into its own sub-directory and the blend's weights as JSON."""
-        for name, model in self.models.items():
-            model.save(directory / "members" / name)
-        np.savez(directory / "reference.npz", **self.reference)
+        for name in self.member_names:
+            self.models[name].save(directory / "members" / name)
+        reference = np.stack([self.reference[name] for name in self.member_names])
+        np.save(directory / "reference.npy", reference)
         state = {"weights": self.weights.tolist(), "methods": self.methods}
         (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
 
@@ -178,8 +179,8 @@ class BlendModel(ToxicityModel):
         self.models = {
             name: ToxicityModel.load(directory / "members" / name) for name in self.member_names
         }
-        with np.load(directory / "reference.npz") as reference:
-            self.reference = {name: reference[name] for name in self.member_names}
+        reference = np.load(directory / "reference.npy")
+        self.reference = dict(zip(self.member_names, reference, strict=True))
         state = json.loads((directory / STATE_FILE).read_text())
         self.weights = np.asarray(state["weights"], dtype=np.float64)
         self.methods = list(state["methods"])
