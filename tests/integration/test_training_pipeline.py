@@ -154,7 +154,12 @@ def test_cli_train_evaluate_predict_score(sample_csv: Path, tmp_path: Path) -> N
     assert 0.5 < report["mean_roc_auc"] <= 1.0
     assert report["model"]["version"] in (1, "1")
 
-    predicted = _cli("predict", "--json", "you are a stupid idiot", "have a nice day")
+    predicted = _cli(
+        "predict",
+        "--json",
+        "you are a stupid idiot",
+        "Thank you for your helpful edit to the article.",
+    )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     payload = json.loads(predicted.stdout)
     insult, nice = payload["predictions"]
