@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from toxiguard import data
@@ -15,6 +16,8 @@ from toxiguard.models import ToxicityModel
 
 SCORE_PREFIX = "score_"
 FLAGGED_COLUMN = "flagged"
+# Called after each chunk with (index of its first row, texts, probabilities, flags).
+ChunkCallback = Callable[[int, list[str], npt.NDArray[np.float64], npt.NDArray[np.bool_]], None]
 
 
 def score_frame(
@@ -41,8 +44,12 @@ def score_file(
     text_column: str = TEXT_COLUMN,
     chunk_size: int = 2000,
     on_progress: Callable[[int, int], None] | None = None,
+    on_scored: ChunkCallback | None = None,
 ) -> int:
-    """Score `input_path` in chunks into `output_path` (.csv or .parquet); return rows scored."""
+    """Score `input_path` in chunks into `output_path` (.csv or .parquet); return rows scored.
+
+    `on_scored` receives each scored chunk (e.g. to write it to the prediction log).
+    """
     output = Path(output_path)
     if output.suffix not in {".csv", ".parquet"}:
         raise ToxiguardError(f"{output}: output must end in .csv or .parquet")
@@ -50,7 +57,14 @@ def score_file(
     total = len(frame)
     chunks: list[pd.DataFrame] = []
     for start in range(0, max(total, 1), chunk_size):
-        chunks.append(score_frame(model, frame.iloc[start : start + chunk_size], text_column))
+        chunk = score_frame(model, frame.iloc[start : start + chunk_size], text_column)
+        chunks.append(chunk)
+        if on_scored is not None and len(chunk):
+            probabilities = chunk[[f"{SCORE_PREFIX}{label}" for label in LABELS]].to_numpy(
+                dtype=np.float64
+            )
+            texts = chunk[text_column].astype(str).tolist()
+            on_scored(start, texts, probabilities, probabilities >= model.thresholds)
         if on_progress:
             on_progress(min(start + chunk_size, total), total)
     scored = pd.concat(chunks, ignore_index=True)

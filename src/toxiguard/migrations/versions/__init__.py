@@ -1,0 +1,1 @@
+"""One module per schema revision of the monitoring store, oldest first."""

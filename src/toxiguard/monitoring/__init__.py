@@ -1,0 +1,1 @@
+"""Monitoring: the store (`store`), the prediction log writer (`prediction_log`)."""

@@ -1,0 +1,1 @@
+"""Serving: the REST API (`api`), the Gradio UI (`ui`), model loading and hot swap (`predictor`)."""

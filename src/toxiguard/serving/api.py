@@ -1,0 +1,296 @@
+"""The REST API (FastAPI) serving the champion, with the Gradio UI mounted at /ui.
+
+`build_state` loads the model first, so that `toxiguard serve` fails fast with a clear message
+when there is none; `create_app` wires the routes; `serve` runs it all under uvicorn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException
+
+from toxiguard import __version__
+from toxiguard.labels import LABELS
+from toxiguard.monitoring.prediction_log import PredictionBatch, PredictionLog
+from toxiguard.serving import schemas
+from toxiguard.serving.batching import Inference, MicroBatcher, ThreadPoolInference
+from toxiguard.serving.feedback import feedback_router
+from toxiguard.serving.metrics import CONTENT_TYPE, ServingMetrics
+from toxiguard.serving.middleware import (
+    UI_PATH,
+    ServingMiddleware,
+    add_error_handlers,
+    new_request_id,
+    request_id_of,
+)
+from toxiguard.serving.predictor import LOCAL_COPY, PredictionResult, Predictor
+from toxiguard.settings import OFFLINE_ENVIRONMENT, Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass
+class ServingState:
+    """Everything a running server holds: settings, model, inference, prediction log, metrics."""
+
+    settings: Settings
+    predictor: Predictor
+    inference: Inference
+    log: PredictionLog | None
+    metrics: ServingMetrics
+
+    def status(self) -> dict[str, Any]:
+        """Return model, registry and prediction-log state, JSON-ready."""
+        status = self.predictor.status()
+        status["prediction_log"] = self.log.status().as_dict() if self.log else None
+        return status
+
+    def record(
+        self,
+        request_id: str,
+        source: str,
+        texts: list[str],
+        result: PredictionResult,
+        first_index: int = 0,
+    ) -> None:
+        """Log predictions (off the request path) and count them in the metrics."""
+        self.metrics.observe_predictions(result.flags, source)
+        if self.log is None:
+            return
+        self.log.record(
+            PredictionBatch(
+                request_id=request_id,
+                source=source,
+                texts=texts,
+                probabilities=result.probabilities,
+                flags=result.flags,
+                model_name=result.model.name,
+                model_version=result.model.version,
+                model_family=result.model.family,
+                first_index=first_index,
+            )
+        )
+
+
+def build_state(settings: Settings, *, prediction_log: bool = True) -> ServingState:
+    """Return the server state with the model loaded; raise ModelNotFoundError if there is none."""
+    predictor = Predictor(settings)
+    predictor.load()
+    log = PredictionLog.from_settings(settings) if prediction_log else None
+    metrics = ServingMetrics()
+    inference: Inference
+    if settings.microbatch:
+        inference = MicroBatcher(
+            predictor.predict,
+            max_texts=settings.microbatch_max_texts,
+            wait_s=settings.microbatch_wait_ms / 1000,
+            on_batch=metrics.observe_batch,
+        )
+    else:
+        inference = ThreadPoolInference(predictor.predict, workers=2)
+    state = ServingState(settings, predictor, inference, log, metrics)
+    metrics.watch(state.status)
+    return state
+
+
+def _api_key_dependency(settings: Settings) -> Any:
+    """Return a dependency that checks the X-API-Key header against the configured keys."""
+    header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key.")
+    keys = [key.encode() for key in settings.api_key_list]
+
+    def check(key: str | None = Security(header)) -> None:
+        if key is None:
+            raise HTTPException(401, f"missing API key: send one in the {API_KEY_HEADER} header")
+        given = key.encode()
+        if not any(secrets.compare_digest(given, known) for known in keys):
+            raise HTTPException(401, "invalid API key")
+
+    return check
+
+
+def _model_info(state: ServingState) -> schemas.ModelInfo:
+    """Return the description of the served model."""
+    loaded = state.predictor.current
+    info = loaded.info
+    metrics = {str(k): float(v) for k, v in (info.get("metrics") or {}).items()}
+    return schemas.ModelInfo(
+        name=loaded.name,
+        version=loaded.version,
+        alias=state.predictor.alias,
+        aliases=[str(a) for a in info.get("aliases", [])],
+        family=loaded.family,
+        uri=str(info.get("uri", "")),
+        run_id=info.get("run_id"),
+        source=loaded.source,
+        loaded_at=loaded.loaded_at.isoformat(timespec="seconds"),
+        thresholds={
+            label: float(t) for label, t in zip(LABELS, loaded.model.thresholds, strict=True)
+        },
+        metrics=metrics,
+    )
+
+
+def _readiness(state: ServingState) -> schemas.Readiness:
+    """Return whether the server can answer, and what is wrong if anything."""
+    status = state.status()
+    model, registry, log = status["model"], status["registry"], status["prediction_log"]
+    problems: list[str] = []
+    if model is None:
+        problems.append("no model loaded")
+    elif model["source"] == LOCAL_COPY:
+        problems.append(
+            f"serving the local copy of version {model['version']}: the registry at "
+            f"{registry['uri']} could not be reached at start"
+        )
+    if registry["reachable"] is False:
+        problems.append(f"registry at {registry['uri']} unreachable: {registry['last_error']}")
+    if log is not None and not log["healthy"]:
+        problems.append(
+            f"prediction log: {log['pending']} rows waiting after {log['write_failures']} failed "
+            f"writes to {log['database']}: {log['last_error']}"
+        )
+    if log is not None and log["dropped"]:
+        problems.append(f"prediction log: {log['dropped']} rows dropped (buffer full)")
+    ready = model is not None
+    return schemas.Readiness(
+        ready=ready,
+        status="not ready" if not ready else "degraded" if problems else "ready",
+        problems=problems,
+        model=model,
+        registry=registry,
+        prediction_log=log,
+    )
+
+
+def create_app(state: ServingState) -> FastAPI:
+    """Return the FastAPI app for a built state: /v1 API, health, metrics, and the UI at /ui."""
+    settings = state.settings
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.inference.start()
+        if state.log is not None:
+            state.log.start()
+        state.predictor.start_polling()
+        yield
+        state.predictor.stop()
+        state.inference.stop()
+        if state.log is not None:
+            state.log.close(timeout=15)
+
+    app = FastAPI(
+        title="toxiguard",
+        version=__version__,
+        description="Multi-label toxic comment classification: scores for the six Jigsaw labels "
+        f"from the registry's `{settings.champion_alias}` model. UI at [{UI_PATH}]({UI_PATH}).",
+        lifespan=lifespan,
+        responses={422: {"model": schemas.ErrorResponse}},
+    )
+    max_body = settings.max_texts_per_request * (settings.max_text_chars * 6 + 8) + 4096
+    app.add_middleware(ServingMiddleware, metrics=state.metrics, max_body_bytes=max_body)
+    add_error_handlers(app)
+
+    dependencies = [Depends(_api_key_dependency(settings))] if settings.api_key_list else []
+    error_responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": schemas.ErrorResponse} for code in (401, 413, 422)
+    }
+    v1 = APIRouter(prefix="/v1", dependencies=dependencies, responses=error_responses)
+    request_model = schemas.predict_request_model(
+        settings.max_texts_per_request, settings.max_text_chars
+    )
+
+    async def predict(body: schemas.PredictRequest, request: Request) -> schemas.PredictResponse:
+        """Score comments: six probabilities and the flagged labels for each."""
+        result = await state.inference.predict(body.texts)
+        request_id = request_id_of(request) or new_request_id()
+        state.record(request_id, "api", body.texts, result)
+        loaded = result.model
+        return schemas.PredictResponse(
+            request_id=request_id,
+            model=schemas.ModelRef(name=loaded.name, version=loaded.version, family=loaded.family),
+            predictions=[
+                schemas.Prediction(
+                    scores=schemas.label_scores(probabilities),
+                    flagged=[label for label, hit in zip(LABELS, flags, strict=True) if hit],
+                )
+                for probabilities, flags in zip(result.probabilities, result.flags, strict=True)
+            ],
+        )
+
+    # The request model carries the configured limits, so they are part of the OpenAPI contract.
+    predict.__annotations__["body"] = request_model
+    v1.add_api_route("/predict", predict, methods=["POST"], response_model=schemas.PredictResponse)
+
+    @v1.get("/model")
+    def model_info() -> schemas.ModelInfo:
+        """Describe the served model: name, version, alias, thresholds, training metrics."""
+        return _model_info(state)
+
+    v1.include_router(feedback_router(settings))
+    app.include_router(v1)
+
+    @app.get("/health")
+    def health() -> schemas.Health:
+        """Liveness: answers as long as the process runs."""
+        return schemas.Health()
+
+    @app.get("/ready", responses={503: {"model": schemas.Readiness}})
+    def ready() -> JSONResponse:
+        """Readiness: a model is loaded; lists problems with the registry or prediction log."""
+        readiness = _readiness(state)
+        return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)
+
+    @app.get("/metrics", response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    if settings.ui_enabled:
+        from toxiguard.serving.ui import mount_ui
+
+        mount_ui(app, state, UI_PATH)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Return the app for the settings in the environment (for `uvicorn --factory`)."""
+    settings = get_settings()
+    prepare_environment(settings)
+    return create_app(build_state(settings))
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Set the offline and MLflow-client variables the server needs, unless already set."""
+    from toxiguard.serving.predictor import registry_client_environment
+
+    for key, value in {**OFFLINE_ENVIRONMENT, **registry_client_environment(settings)}.items():
+        os.environ.setdefault(key, value)
+
+
+def serve(settings: Settings) -> None:
+    """Load the champion (or fail), then serve the API and UI until interrupted."""
+    import uvicorn
+
+    prepare_environment(settings)
+    state = build_state(settings)
+    app = create_app(state)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,330 @@
+"""The served model: loaded from the registry's champion, kept as a local copy, hot-swapped.
+
+At start the champion is loaded from MLflow and saved under the home (`model_cache_dir`).
+If the registry cannot be reached, that local copy is served instead and the server says so;
+with neither, start-up fails with a clear message. A background thread polls the alias and
+swaps in a newly promoted version: the swap replaces one reference, so requests already
+running finish on the model they started with and none is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from toxiguard.errors import ModelNotFoundError, ToxiguardError
+from toxiguard.labels import LABELS
+from toxiguard.models.base import ToxicityModel
+from toxiguard.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CURRENT_FILE = "current.json"
+REGISTRY = "registry"
+LOCAL_COPY = "local-copy"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to predict, with what the registry said about it and where it came from."""
+
+    model: ToxicityModel
+    info: dict[str, Any]
+    source: str
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def name(self) -> str | None:
+        """Return the registered model name."""
+        name = self.info.get("name")
+        return str(name) if name is not None else None
+
+    @property
+    def version(self) -> int | None:
+        """Return the registered version number."""
+        version = self.info.get("version")
+        return int(version) if version is not None else None
+
+    @property
+    def family(self) -> str:
+        """Return the model family."""
+        return self.model.family
+
+    def describe(self) -> dict[str, Any]:
+        """Return a JSON-ready summary: name, version, family, source, load time."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "family": self.family,
+            "source": self.source,
+            "loaded_at": self.loaded_at.isoformat(timespec="seconds"),
+        }
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """Probabilities and flags for a list of texts, and the model that produced them."""
+
+    probabilities: npt.NDArray[np.float64]
+    flags: npt.NDArray[np.bool_]
+    model: LoadedModel
+
+
+@dataclass
+class RegistryStatus:
+    """What the last contact with the registry showed."""
+
+    reachable: bool | None = None
+    champion_version: int | None = None
+    last_check: datetime | None = None
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the status as a JSON-ready dict."""
+        return {
+            "reachable": self.reachable,
+            "champion_version": self.champion_version,
+            "last_check": self.last_check.isoformat(timespec="seconds")
+            if self.last_check
+            else None,
+            "last_error": self.last_error,
+        }
+
+
+def registry_client_environment(settings: Settings) -> dict[str, str]:
+    """Return MLflow client variables that make calls to a dead registry fail in seconds."""
+    return {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.registry_timeout_seconds),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    }
+
+
+def _short(error: BaseException) -> str:
+    """Return the first line of an error, cut to a readable length."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+
+
+class LocalCopy:
+    """The last champion the server loaded, saved under the home for when the registry is down."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def save(self, loaded: LoadedModel) -> None:
+        """Save the model and its registry info, replacing the previous copy atomically."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.directory / f"v{loaded.version}-{uuid.uuid4().hex[:8]}"
+        loaded.model.save(target)
+        pointer = self.directory / CURRENT_FILE
+        temporary = pointer.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"dir": target.name, "info": loaded.info}, default=str))
+        temporary.replace(pointer)
+        for old in self.directory.iterdir():
+            if old.is_dir() and old.name != target.name:
+                shutil.rmtree(old, ignore_errors=True)
+        logger.info("local copy of %s version %s saved in %s", loaded.name, loaded.version, target)
+
+    def load(self) -> LoadedModel:
+        """Return the saved model, or raise ModelNotFoundError when there is none."""
+        pointer = self.directory / CURRENT_FILE
+        if not pointer.is_file():
+            raise ModelNotFoundError(f"no local copy of a model in {self.directory}")
+        saved = json.loads(pointer.read_text())
+        model = ToxicityModel.load(self.directory / saved["dir"])
+        return LoadedModel(model=model, info=dict(saved["info"]), source=LOCAL_COPY)
+
+
+class Predictor:
+    """Serves the champion: loads it, predicts with it, polls the alias and swaps it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.alias = settings.champion_alias
+        self.local_copy = LocalCopy(settings.model_cache_dir)
+        self.registry = RegistryStatus()
+        self.swaps = 0
+        self._current: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # ------------------------------------------------------------ loading
+    @property
+    def current(self) -> LoadedModel:
+        """Return the model being served; raise ModelNotFoundError before one is loaded."""
+        current = self._current
+        if current is None:
+            raise ModelNotFoundError("no model loaded yet")
+        return current
+
+    @property
+    def loaded(self) -> bool:
+        """Return True once a model is being served."""
+        return self._current is not None
+
+    def load(self) -> LoadedModel:
+        """Load the champion from the registry, else the local copy; raise if there is neither."""
+        from toxiguard import tracking
+
+        uri = tracking.resolve_model_uri(None, self.settings)
+        try:
+            loaded = self._load_from_registry(uri)
+        except Exception as registry_error:  # unreachable, refused, or no champion: try the copy
+            self._mark_registry(registry_error)
+            try:
+                loaded = self.local_copy.load()
+            except (ToxiguardError, OSError, ValueError, KeyError) as copy_error:
+                raise ModelNotFoundError(
+                    f"no model to serve: the registry gave none ({_short(registry_error)}) and "
+                    f"there is no usable local copy ({copy_error}). Train one with "
+                    "`toxiguard train` (or `toxiguard run`), or point MLFLOW_TRACKING_URI at the "
+                    "registry that holds the champion."
+                ) from registry_error
+            logger.warning(
+                "registry at %s not usable (%s): serving the local copy of %s version %s from %s",
+                self.settings.tracking_uri,
+                _short(registry_error),
+                loaded.name,
+                loaded.version,
+                self.local_copy.directory,
+            )
+        self._swap(loaded)
+        return loaded
+
+    def _load_from_registry(self, uri: str) -> LoadedModel:
+        """Load a model from the registry, mark it reachable and keep a local copy."""
+        from toxiguard import tracking
+
+        model, info = tracking.load_toxicity_model(uri, self.settings)
+        loaded = LoadedModel(model=model, info=info, source=REGISTRY)
+        self._mark_registry(None, loaded.version)
+        try:
+            self.local_copy.save(loaded)
+        except (OSError, ToxiguardError) as error:
+            logger.warning("could not save a local copy of the model: %s", error)
+        return loaded
+
+    def _mark_registry(self, error: BaseException | None, champion: int | None = None) -> None:
+        """Record the outcome of a contact with the registry."""
+        with self._lock:
+            self.registry.last_check = datetime.now(UTC)
+            if error is None:
+                self.registry.reachable = True
+                self.registry.last_error = None
+                self.registry.champion_version = champion
+            else:
+                self.registry.reachable = False
+                self.registry.last_error = _short(error)
+
+    def _swap(self, loaded: LoadedModel) -> None:
+        """Make `loaded` the served model (requests in flight keep the one they hold)."""
+        with self._lock:
+            previous = self._current
+            self._current = loaded
+            if previous is not None:
+                self.swaps += 1
+        logger.info(
+            "serving %s version %s (%s, from %s)",
+            loaded.name,
+            loaded.version,
+            loaded.family,
+            loaded.source,
+        )
+
+    # ------------------------------------------------------------ polling
+    def champion_version(self) -> int:
+        """Return the version the champion alias points at now (raises if unreachable)."""
+        from mlflow.tracking import MlflowClient
+
+        uri = self.settings.tracking_uri
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        version = client.get_model_version_by_alias(self.settings.registered_model_name, self.alias)
+        return int(version.version)
+
+    def refresh(self) -> bool:
+        """Check the alias once; return True when a new model was swapped in."""
+        try:
+            version = self.champion_version()
+        except Exception as error:  # any failure of the registry leaves the served model as is
+            was_reachable = self.registry.reachable
+            self._mark_registry(error)
+            if was_reachable is not False:
+                logger.warning("registry check failed, still serving the current model: %s", error)
+            return False
+        current = self._current
+        self._mark_registry(None, version)
+        if current is not None and current.version == version and current.source == REGISTRY:
+            return False
+        name = self.settings.registered_model_name
+        try:
+            loaded = self._load_from_registry(f"models:/{name}/{version}")
+        except Exception as error:
+            self._mark_registry(error)
+            logger.warning("could not load %s version %s: %s", name, version, error)
+            return False
+        self._swap(loaded)
+        return True
+
+    def start_polling(self) -> None:
+        """Start the thread that checks the champion alias every `model_poll_seconds`."""
+        if self._poller is not None and self._poller.is_alive():
+            return
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._poll, name="toxiguard-model-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        """Refresh until stopped."""
+        while not self._stop.wait(self.settings.model_poll_seconds):
+            self.refresh()
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=10)
+            self._poller = None
+
+    # ------------------------------------------------------------ predicting
+    def predict(self, texts: Sequence[str]) -> PredictionResult:
+        """Return probabilities and flags for `texts` from the model served right now."""
+        loaded = self.current
+        if not texts:
+            empty = np.zeros((0, len(LABELS)))
+            return PredictionResult(empty, empty.astype(bool), loaded)
+        probabilities = np.asarray(loaded.model.predict_proba(list(texts)), dtype=np.float64)
+        flags = probabilities >= loaded.model.thresholds
+        return PredictionResult(probabilities, flags, loaded)
+
+    def status(self) -> dict[str, Any]:
+        """Return the served model and registry state, JSON-ready."""
+        with self._lock:
+            registry = self.registry.as_dict()
+        current = self._current
+        return {
+            "model": current.describe() if current else None,
+            "registry": {"uri": _redact_uri(self.settings.tracking_uri), **registry},
+            "swaps": self.swaps,
+        }
+
+
+def _redact_uri(uri: str) -> str:
+    """Return a URI without any user:password part."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri

@@ -1,0 +1,180 @@
+"""The Gradio UI in a real headless Chromium, against a real `toxiguard serve` process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.integration.services import (  # noqa: F401
+    ServerProcess,
+    chromium_executable,
+    start_server,
+    stop_process,
+    train_demo_champion,
+)
+from toxiguard.labels import LABELS
+from toxiguard.monitoring import store
+from toxiguard.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+TIMEOUT_MS = 60_000
+COMMENT = "You are a stupid idiot and everyone hates you"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return train_demo_champion(tmp_path_factory.mktemp("ui-home"))
+
+
+@pytest.fixture(scope="module")
+def server(registry: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = start_server(registry.home, tmp_path_factory.mktemp("ui-logs"))
+    try:
+        yield process
+    finally:
+        stop_process(process.process)
+
+
+@dataclass
+class Browser:
+    """A Chromium page, and every request it made outside the server's origin."""
+
+    page: Any
+    outside: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def browser(server: ServerProcess, chromium_executable: str) -> Iterator[Browser]:  # noqa: F811
+    """A Chromium page that records every request leaving the server's origin."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=chromium_executable, args=CHROMIUM_ARGS
+        )
+        try:
+            page = chromium.new_context(accept_downloads=True).new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            result = Browser(page)
+            page.on(
+                "request",
+                lambda request: (
+                    None
+                    if request.url.startswith((server.url, "data:", "blob:"))
+                    else result.outside.append(request.url)
+                ),
+            )
+            yield result
+        finally:
+            chromium.close()
+
+
+def _api_scores(server: ServerProcess, texts: list[str]) -> list[dict[str, Any]]:
+    response = httpx.post(f"{server.url}/v1/predict", json={"texts": texts}, timeout=30)
+    assert response.status_code == 200
+    predictions: list[dict[str, Any]] = response.json()["predictions"]
+    return predictions
+
+
+def test_score_a_comment_in_the_browser(server: ServerProcess, browser: Browser) -> None:
+    page = browser.page
+    page.goto(f"{server.url}/ui/")
+    page.locator("#comment-input textarea").fill(COMMENT)
+    page.locator("#score-button").click()
+    rows = page.locator("#scores .tg-row")
+    rows.nth(len(LABELS) - 1).wait_for()
+    shown = {
+        rows.nth(i).get_attribute("data-label"): (
+            float(rows.nth(i).get_attribute("data-score")),
+            rows.nth(i).get_attribute("data-flagged") == "true",
+        )
+        for i in range(rows.count())
+    }
+    assert list(shown) == list(LABELS)
+    expected = _api_scores(server, [COMMENT])[0]
+    for label in LABELS:
+        assert shown[label][0] == pytest.approx(expected["scores"][label], abs=1e-6)
+        assert shown[label][1] == (label in expected["flagged"])
+    flagged_rows = page.locator("#scores .tg-row.tg-flagged")
+    assert flagged_rows.count() == len(expected["flagged"])
+    version = httpx.get(f"{server.url}/v1/model").json()["version"]
+    assert f"version {version}" in page.locator("#model-version").inner_text()
+    assert browser.outside == [], "the UI fetched something from outside the server"
+
+
+def test_example_fills_the_box_and_empty_comment_is_refused(
+    server: ServerProcess, browser: Browser
+) -> None:
+    page = browser.page
+    page.goto(f"{server.url}/ui/")
+    page.get_by_text("You are a complete idiot", exact=False).first.click()
+    box = page.locator("#comment-input textarea")
+    assert "complete idiot" in box.input_value()
+    box.fill("")
+    page.locator("#score-button").click()
+    page.get_by_text("Type a comment first.").first.wait_for()
+    assert browser.outside == []
+
+
+def test_batch_tab_scores_an_uploaded_csv(
+    server: ServerProcess, registry: Settings, browser: Browser, tmp_path: Path
+) -> None:
+    page = browser.page
+    texts = [
+        "Thanks for the careful edit.",
+        "You are an idiot",
+        "Go away, moron",
+        "Please add a source for this claim.",
+        "",
+    ]
+    upload = tmp_path / "comments.csv"
+    pd.DataFrame({"id": [f"c{i}" for i in range(len(texts))], "comment_text": texts}).to_csv(
+        upload, index=False
+    )
+    page.goto(f"{server.url}/ui/")
+    page.get_by_role("tab", name="Batch (CSV)").click()
+    page.locator("#batch-upload input[type=file]").set_input_files(str(upload))
+    page.get_by_text("comments.csv").first.wait_for()
+    page.locator("#batch-button").click()
+    link = page.locator("#batch-download a").first
+    link.wait_for()
+    with page.expect_download() as download_info:
+        link.click()
+    downloaded = tmp_path / "downloaded.csv"
+    download_info.value.save_as(str(downloaded))
+    scored = pd.read_csv(downloaded, keep_default_na=False, dtype={"id": str})
+    assert scored["id"].tolist() == [f"c{i}" for i in range(len(texts))]
+    assert scored["comment_text"].tolist() == texts
+    expected = _api_scores(server, texts)
+    for label in LABELS:
+        assert scored[f"score_{label}"].tolist() == pytest.approx(
+            [p["scores"][label] for p in expected], abs=1e-9
+        )
+    assert scored["flagged"].tolist() == [" ".join(p["flagged"]) for p in expected]
+    assert "Scored 5 comments" in page.locator("#batch-summary").inner_text()
+    assert browser.outside == []
+
+    # The UI's predictions reach the prediction log, with source "ui", one request per file.
+    server.wait_for_log_flush()
+    engine = store.make_engine(f"sqlite:///{registry.home / 'monitoring.db'}")
+    frame = store.read_predictions(engine, source="ui")
+    engine.dispose()
+    batch = frame[frame.request_id == frame.request_id.iloc[-1]].sort_values("item_index")
+    assert batch.text.tolist() == texts
+    assert batch.item_index.tolist() == list(range(len(texts)))

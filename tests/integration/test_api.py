@@ -1,0 +1,365 @@
+"""The REST API against a real `toxiguard serve` process with a registered model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.integration.services import (  # noqa: F401
+    ServerProcess,
+    ServerProcessFactory,
+    free_port,
+    serve_factory,
+    server_environment,
+    start_server,
+    stop_process,
+    toxiguard_command,
+    train_demo_champion,
+)
+from toxiguard import tracking
+from toxiguard.labels import LABELS
+from toxiguard.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MAX_TEXTS = 8
+MAX_CHARS = 500
+LIMITS = {
+    "TOXIGUARD_MAX_TEXTS_PER_REQUEST": str(MAX_TEXTS),
+    "TOXIGUARD_MAX_TEXT_CHARS": str(MAX_CHARS),
+    "TOXIGUARD_MODEL_POLL_SECONDS": "0.5",
+}
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A home whose registry holds two complement-nb versions, version 1 champion."""
+    return train_demo_champion(tmp_path_factory.mktemp("api-home"), versions=2)
+
+
+@pytest.fixture(scope="module")
+def server(registry: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the module's read-only tests."""
+    process = start_server(registry.home, tmp_path_factory.mktemp("api-logs"), LIMITS)
+    try:
+        yield process
+    finally:
+        stop_process(process.process)
+
+
+def _predict(url: str, texts: list[str], **kwargs: Any) -> httpx.Response:
+    return httpx.post(f"{url}/v1/predict", json={"texts": texts}, timeout=30, **kwargs)
+
+
+# ---------------------------------------------------------------- endpoints
+def test_health_ready_and_model(server: ServerProcess, registry: Settings) -> None:
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/ready")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["ready"] is True and body["model"]["source"] == "registry"
+    assert body["registry"]["reachable"] is True
+    assert body["prediction_log"]["database"].startswith("sqlite")
+    model = httpx.get(f"{server.url}/v1/model").json()
+    champion = next(v for v in tracking.list_versions(registry) if "champion" in v["aliases"])
+    assert model["version"] == body["model"]["version"]
+    assert model["name"] == registry.registered_model_name and model["alias"] == "champion"
+    assert model["family"] == "complement-nb" and model["source"] == "registry"
+    assert set(model["thresholds"]) == set(LABELS)
+    assert "test_roc_auc_mean" in model["metrics"]
+    assert model["version"] == champion["version"]
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    texts = spec["components"]["schemas"]["PredictRequest"]["properties"]["texts"]
+    assert texts["maxItems"] == MAX_TEXTS and texts["items"]["maxLength"] == MAX_CHARS
+
+
+def test_predict_matches_the_registered_model(server: ServerProcess, registry: Settings) -> None:
+    texts = ["You are a stupid idiot and I hate you", "Thanks for the helpful edit.", ""]
+    response = _predict(server.url, texts)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["request_id"]) == 32 and response.headers["x-request-id"]
+    version = body["model"]["version"]
+    model, _ = tracking.load_toxicity_model(f"models:/toxiguard/{version}", registry)
+    expected = model.predict_proba(texts)
+    got = np.array([[p["scores"][label] for label in LABELS] for p in body["predictions"]])
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    for row, prediction in zip(expected, body["predictions"], strict=True):
+        flagged = [
+            label for label, p, t in zip(LABELS, row, model.thresholds, strict=True) if p >= t
+        ]
+        assert prediction["flagged"] == flagged
+    assert body["model"] == {"name": "toxiguard", "version": version, "family": "complement-nb"}
+    again = _predict(server.url, texts[:1]).json()
+    assert again["request_id"] != body["request_id"]
+
+
+def test_metrics_count_requests_flags_and_model(server: ServerProcess) -> None:
+    for _ in range(3):
+        assert _predict(server.url, ["You are an idiot"]).status_code == 200
+    text = httpx.get(f"{server.url}/metrics").text
+    samples = _samples(text)
+    assert (
+        samples[
+            ("toxiguard_http_requests_total", 'endpoint="/v1/predict",method="POST",status="200"')
+        ]
+        >= 3
+    )
+    assert any(name == "toxiguard_http_request_duration_seconds_bucket" for name, _ in samples)
+    assert sum(v for (n, _), v in samples.items() if n == "toxiguard_predictions_total") >= 3
+    version = [v for (n, _), v in samples.items() if n == "toxiguard_model_version"]
+    assert version and version[0] >= 1
+    assert any(n == "toxiguard_flagged_predictions_total" for n, _ in samples)
+    assert ("toxiguard_prediction_log_pending_rows", "") in samples
+
+
+def _samples(text: str) -> dict[tuple[str, str], float]:
+    """Return {(metric name, label string): value} of a Prometheus text page."""
+    samples: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, value = line.rsplit(" ", 1)
+        name, _, labels = name_labels.partition("{")
+        samples[(name, labels.rstrip("}"))] = float(value)
+    return samples
+
+
+# ---------------------------------------------------------------- bad input
+BAD_BODIES: list[tuple[str, bytes, str, int, str]] = [
+    ("empty list", b'{"texts": []}', "application/json", 422, "texts"),
+    (
+        "too many texts",
+        json.dumps({"texts": ["a"] * (MAX_TEXTS + 1)}).encode(),
+        "application/json",
+        422,
+        "at most 8",
+    ),
+    (
+        "text too long",
+        json.dumps({"texts": ["a" * (MAX_CHARS + 1)]}).encode(),
+        "application/json",
+        422,
+        "at most 500 characters",
+    ),
+    ("number", b'{"texts": [1]}', "application/json", 422, "valid string"),
+    ("null", b'{"texts": [null]}', "application/json", 422, "valid string"),
+    ("nested list", b'{"texts": [["a"]]}', "application/json", 422, "valid string"),
+    ("object", b'{"texts": [{"a": 1}]}', "application/json", 422, "valid string"),
+    ("texts not a list", b'{"texts": "abc"}', "application/json", 422, "valid list"),
+    ("missing texts", b"{}", "application/json", 422, "texts"),
+    ("extra field", b'{"texts": ["a"], "text": "b"}', "application/json", 422, "text"),
+    ("top-level list", b'["a"]', "application/json", 422, "invalid request"),
+    ("invalid JSON", b'{"texts": [', "application/json", 422, "not valid JSON"),
+    ("empty body", b"", "application/json", 422, "invalid request"),
+    ("invalid UTF-8", b'{"texts": ["\xff\xfe"]}', "application/json", 400, "parsing"),
+    ("plain text", b"hello", "text/plain", 422, ""),
+    ("form", b"texts=a", "application/x-www-form-urlencoded", 422, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "says"),
+    [case[1:] for case in BAD_BODIES],
+    ids=[case[0] for case in BAD_BODIES],
+)
+def test_bad_input_gets_a_json_4xx(
+    server: ServerProcess, body: bytes, content_type: str, status: int, says: str
+) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/predict", content=body, headers={"content-type": content_type}
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["message"] and says in error["message"]
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+def test_oversized_body_is_refused_before_reading(server: ServerProcess) -> None:
+    big = json.dumps({"texts": ["a" * MAX_CHARS] * (MAX_TEXTS * 20)}).encode()
+    response = httpx.post(
+        f"{server.url}/v1/predict", content=big, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "over the limit" in response.json()["error"]["message"]
+
+
+def test_wrong_method_and_unknown_path_are_json(server: ServerProcess) -> None:
+    wrong = httpx.get(f"{server.url}/v1/predict")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    unknown = httpx.get(f"{server.url}/v1/nothing")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+
+
+def test_no_bad_input_caused_a_server_error(server: ServerProcess) -> None:
+    _predict(server.url, ["x"])
+    samples = _samples(httpx.get(f"{server.url}/metrics").text)
+    server_errors = [
+        v
+        for (n, labels), v in samples.items()
+        if n == "toxiguard_http_errors_total" and 'kind="server"' in labels
+    ]
+    assert sum(server_errors) == 0
+    assert "Traceback" not in server.log()
+
+
+def test_openapi_property_based_no_server_error(server: ServerProcess) -> None:
+    """Schemathesis generates valid and invalid requests for every operation: none gets a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    strategy = schema.as_strategy(generation_mode=GenerationMode.POSITIVE) | schema.as_strategy(
+        generation_mode=GenerationMode.NEGATIVE
+    )
+    seen: list[int] = []
+
+    @settings(
+        max_examples=150,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(case=strategy)
+    def check(case: Any) -> None:
+        response = case.call(base_url=server.url, timeout=30)
+        seen.append(response.status_code)
+        assert response.status_code < 500, (case.path, case.body, response.text[:500])
+
+    check()
+    assert any(code == 200 for code in seen) and any(400 <= code < 500 for code in seen)
+
+
+# ---------------------------------------------------------------- API keys
+def test_api_keys_guard_v1_but_not_health(
+    registry: Settings,
+    serve_factory: ServerProcessFactory,  # noqa: F811
+) -> None:
+    server = serve_factory(registry.home, {**LIMITS, "TOXIGUARD_API_KEYS": "key-one, key-two"})
+    assert _predict(server.url, ["hi"]).status_code == 401
+    assert "missing API key" in _predict(server.url, ["hi"]).json()["error"]["message"]
+    wrong = _predict(server.url, ["hi"], headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["message"] == "invalid API key"
+    for key in ("key-one", "key-two"):
+        assert _predict(server.url, ["hi"], headers={"X-API-Key": key}).status_code == 200
+    assert httpx.get(f"{server.url}/v1/model").status_code == 401
+    assert httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": "key-two"}).status_code == 200
+    for open_path in ("/health", "/ready", "/metrics"):
+        assert httpx.get(f"{server.url}{open_path}").status_code == 200
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert "X-API-Key" in json.dumps(spec["components"]["securitySchemes"])
+    # The UI asks for a login (an API key as password) when keys are set.
+    assert httpx.get(f"{server.url}/ui/config").status_code == 401
+
+
+# ---------------------------------------------------------------- model loading
+def test_registry_down_at_start_serves_the_local_copy(
+    server: ServerProcess,
+    registry: Settings,
+    serve_factory: ServerProcessFactory,  # noqa: F811
+) -> None:
+    served = httpx.get(f"{server.url}/v1/model").json()  # the module server saved its copy
+    dead = f"http://127.0.0.1:{free_port()}"
+    down = serve_factory(registry.home, {**LIMITS, "MLFLOW_TRACKING_URI": dead})
+    ready = down.ready()
+    assert ready["ready"] is True and ready["status"] == "degraded"
+    model = ready["model"]
+    assert isinstance(model, dict) and model["source"] == "local-copy"
+    assert any("local copy" in problem for problem in ready["problems"])
+    body = _predict(down.url, ["You idiot"]).json()
+    assert body["model"]["version"] == served["version"]
+    info = httpx.get(f"{down.url}/v1/model").json()
+    assert info["source"] == "local-copy" and info["thresholds"] == served["thresholds"]
+    assert "serving the local copy" in down.log()
+
+
+def test_no_model_at_all_fails_fast(tmp_path: Path) -> None:
+    env = server_environment(tmp_path / "empty-home")
+    started = time.monotonic()
+    result = subprocess.run(
+        toxiguard_command("serve", "--port", str(free_port())),
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "no model to serve" in result.stderr
+    assert "Traceback" not in result.stderr
+    dead = server_environment(
+        tmp_path / "empty-home", {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    )
+    result = subprocess.run(
+        toxiguard_command("serve", "--port", str(free_port())),
+        env=dead,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "no model to serve" in result.stderr
+    assert time.monotonic() - started < 100
+
+
+def test_hot_swap_while_requests_run(server: ServerProcess, registry: Settings) -> None:
+    """Promote another version while a client sends requests: no request fails."""
+    before = httpx.get(f"{server.url}/v1/model").json()["version"]
+    target = 2 if before == 1 else 1
+    seen: list[list[int]] = [[] for _ in range(3)]
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client(versions: list[int]) -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                try:
+                    response = http.post(
+                        f"{server.url}/v1/predict", json={"texts": ["you idiot", "thanks"]}
+                    )
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code}: {response.text[:200]}")
+                    else:
+                        versions.append(response.json()["model"]["version"])
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+
+    threads = [threading.Thread(target=client, args=(versions,)) for versions in seen]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not all(seen):  # every client has been answered by the old version first
+            assert time.monotonic() < deadline and not failures, failures
+            time.sleep(0.05)
+        tracking.promote(registry, target, reason="test: hot swap")
+        deadline = time.monotonic() + 60
+        while not all(versions and versions[-1] == target for versions in seen):
+            assert time.monotonic() < deadline, "the new champion was not swapped in"
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert failures == []
+    for versions in seen:
+        assert versions[0] == before and versions[-1] == target
+        # Once a client has seen the new version, the old one never comes back.
+        assert set(versions[versions.index(target) :]) == {target}
+    model = httpx.get(f"{server.url}/v1/model").json()
+    assert model["version"] == target and model["source"] == "registry"
+    samples = _samples(httpx.get(f"{server.url}/metrics").text)
+    assert samples[("toxiguard_model_swaps_total", "")] >= 1
