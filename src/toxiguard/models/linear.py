@@ -1,0 +1,262 @@
+"""The linear model families on shared TF-IDF features: logistic regression, NB-SVM, calibrated
+linear SVM and ComplementNB, one binary classifier per label.
+
+Every family cleans the raw text itself (`toxiguard.text`, inside the featurizer), so a saved
+model takes raw comments. Labels are fitted two at a time in threads: liblinear releases the GIL,
+so the (large) feature matrix is shared, not copied.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Final, Self
+
+import joblib
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from joblib import Parallel, delayed
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.naive_bayes import ComplementNB
+from sklearn.svm import LinearSVC
+
+from toxiguard.errors import ModelNotFoundError, ToxiguardError
+from toxiguard.models.base import FloatArray, LabelArray, ToxicityModel
+from toxiguard.models.features import FEATURE_DEFAULTS, TfidfFeaturizer
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE: Final = "linear.joblib"
+COMMON_DEFAULTS: Final[dict[str, Any]] = {"seed": 42, "n_jobs": 2}
+CLASS_WEIGHTS: Final = (None, "balanced")
+
+
+class ConstantClassifier:
+    """Stands in for a label with one class only in the training data: predicts its rate."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+
+    def predict_proba(self, features: Any) -> FloatArray:
+        """Return (n, 2) probabilities of the negative and the positive class."""
+        n = features.shape[0]
+        return np.column_stack([np.full(n, 1 - self.rate), np.full(n, self.rate)])
+
+
+class NBLogistic:
+    """NB-SVM (Wang & Manning 2012): logistic regression on features scaled by NB log-count ratios."""
+
+    def __init__(self, alpha: float, classifier: LogisticRegression) -> None:
+        self.alpha = alpha
+        self.classifier = classifier
+        self.ratios: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
+
+    def _scale(self, features: sp.csr_matrix) -> sp.csr_matrix:
+        """Return the features multiplied column-wise by the log-count ratios."""
+        return sp.csr_matrix(features.multiply(self.ratios))
+
+    def fit(self, features: sp.csr_matrix, target: npt.NDArray[np.int_]) -> Self:
+        """Compute r = log((p/|p|) / (q/|q|)) with smoothing alpha, then fit; return self."""
+        positive = np.asarray(features[target == 1].sum(axis=0)).ravel() + self.alpha
+        negative = np.asarray(features[target == 0].sum(axis=0)).ravel() + self.alpha
+        ratios = np.log((positive / positive.sum()) / (negative / negative.sum()))
+        self.ratios = ratios.astype(np.float32)
+        self.classifier.fit(self._scale(features), target)
+        return self
+
+    def predict_proba(self, features: sp.csr_matrix) -> FloatArray:
+        """Return (n, 2) class probabilities."""
+        proba: FloatArray = self.classifier.predict_proba(self._scale(features))
+        return proba
+
+
+class LinearTextModel(ToxicityModel):
+    """TF-IDF features (shared code, `TfidfFeaturizer`) and one linear classifier per label.
+
+    Params (keyword only, JSON-safe): the featurizer's (`FEATURE_DEFAULTS`), `seed`, `n_jobs`
+    and the family's own (`defaults`). Unknown names are an error.
+    """
+
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        allowed = {**FEATURE_DEFAULTS, **COMMON_DEFAULTS, **self.defaults}
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ToxiguardError(
+                f"{self.family}: unknown parameter(s) {unknown} (known: {', '.join(sorted(allowed))})"
+            )
+        super().__init__(**copy.deepcopy({**allowed, **params}))
+        if "class_weight" in self.defaults:
+            for label in self.labels:
+                if self.label_param("class_weight", label) not in CLASS_WEIGHTS:
+                    raise ToxiguardError(
+                        f"{self.family}: class_weight must be one of {CLASS_WEIGHTS} "
+                        f"(or a mapping label -> one of them), got {self.params['class_weight']!r}"
+                    )
+        TfidfFeaturizer(self.params)  # raises ToxiguardError for bad feature params
+        self.featurizer: TfidfFeaturizer | None = None
+        self.estimators: list[Any] = []
+
+    def label_param(self, name: str, label: str) -> Any:
+        """Return a param that may be one value or a mapping label -> value, for one label."""
+        value = self.params[name]
+        return value.get(label, self.defaults[name]) if isinstance(value, Mapping) else value
+
+    @abstractmethod
+    def make_estimator(self, label: str) -> Any:
+        """Return a new, unfitted binary classifier for one label."""
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: LabelArray,
+        *,
+        validation: tuple[Sequence[str], LabelArray] | None = None,
+    ) -> Self:
+        """Fit the featurizer and one classifier per label; return self."""
+        target = np.asarray(labels)
+        if target.ndim != 2 or target.shape != (len(texts), len(self.labels)):
+            raise ToxiguardError(
+                f"{self.family}: expected labels of shape ({len(texts)}, {len(self.labels)}), "
+                f"got {target.shape}"
+            )
+        n_jobs = int(self.params["n_jobs"])
+        featurizer = TfidfFeaturizer(self.params, n_jobs=n_jobs)
+        logger.info("%s: featurizing %d texts", self.family, len(texts))
+        features = featurizer.fit_transform(texts)
+        self.estimators = Parallel(n_jobs=n_jobs, prefer="threads")(
+            delayed(self._fit_label)(features, target[:, j], j) for j in range(len(self.labels))
+        )
+        self.featurizer = featurizer
+        if validation is not None:
+            self._log_validation(validation)
+        return self
+
+    def _fit_label(self, features: sp.csr_matrix, target: npt.NDArray[Any], j: int) -> Any:
+        """Return the fitted classifier of label j (a constant one if it has a single class)."""
+        label = self.labels[j]
+        logger.info("%s: fitting label %d/%d: %s", self.family, j + 1, len(self.labels), label)
+        target = target.astype(np.int_)
+        if target.min() == target.max():
+            logger.warning(
+                "%s: label %s has one class only; predicting its rate", self.family, label
+            )
+            return ConstantClassifier(float(target[0]))
+        return self.make_estimator(label).fit(features, target)
+
+    def _log_validation(self, validation: tuple[Sequence[str], LabelArray]) -> None:
+        """Log the per-label ROC-AUC on the validation rows."""
+        truth = np.asarray(validation[1])
+        proba = self.predict_proba(validation[0])
+        for j, label in enumerate(self.labels):
+            if 0 < truth[:, j].sum() < len(truth):
+                auc = roc_auc_score(truth[:, j], proba[:, j])
+                logger.info("%s: validation ROC-AUC %s %.4f", self.family, label, auc)
+
+    def predict_proba(self, texts: Sequence[str]) -> FloatArray:
+        """Return an (n, 6) float64 array of probabilities in label order."""
+        if self.featurizer is None:
+            raise ToxiguardError(f"{self.family}: the model is not fitted")
+        if len(texts) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float64)
+        features = self.featurizer.transform(texts)
+        columns = [estimator.predict_proba(features)[:, 1] for estimator in self.estimators]
+        return np.clip(np.column_stack(columns).astype(np.float64), 0.0, 1.0)
+
+    def save_state(self, directory: Path) -> None:
+        """Write the featurizer and the per-label classifiers into one joblib file."""
+        if self.featurizer is None:
+            raise ToxiguardError(f"{self.family}: cannot save a model that is not fitted")
+        state = {"featurizer": self.featurizer, "estimators": self.estimators}
+        joblib.dump(state, directory / STATE_FILE, compress=3)
+
+    def load_state(self, directory: Path) -> None:
+        """Read the state written by `save_state`."""
+        path = directory / STATE_FILE
+        if not path.is_file():
+            raise ModelNotFoundError(f"{directory}: no {self.family} state ({STATE_FILE} missing)")
+        state = joblib.load(path)
+        self.featurizer = state["featurizer"]
+        self.estimators = list(state["estimators"])
+
+
+class TfidfLogisticModel(LinearTextModel):
+    """Word + char n-gram TF-IDF and one logistic regression per label."""
+
+    family = "tfidf-lr"
+    defaults: ClassVar[dict[str, Any]] = {"C": 4.0, "class_weight": None, "max_iter": 200}
+
+    def make_estimator(self, label: str) -> LogisticRegression:
+        """Return a liblinear logistic regression with this label's C."""
+        return LogisticRegression(
+            C=float(self.label_param("C", label)),
+            class_weight=self.label_param("class_weight", label),
+            solver="liblinear",
+            max_iter=int(self.params["max_iter"]),
+            random_state=int(self.params["seed"]),
+        )
+
+
+class NBSVMModel(LinearTextModel):
+    """NB-SVM: naive-Bayes log-count ratios per label, then logistic regression on the scaled
+    TF-IDF features (Wang & Manning 2012, as in the well-known Kaggle kernel)."""
+
+    family = "nbsvm"
+    defaults: ClassVar[dict[str, Any]] = {
+        "C": 4.0,
+        "alpha": 1.0,
+        "class_weight": None,
+        "max_iter": 200,
+    }
+
+    def make_estimator(self, label: str) -> NBLogistic:
+        """Return an NB-scaled liblinear logistic regression with this label's C."""
+        classifier = LogisticRegression(
+            C=float(self.label_param("C", label)),
+            class_weight=self.label_param("class_weight", label),
+            solver="liblinear",
+            max_iter=int(self.params["max_iter"]),
+            random_state=int(self.params["seed"]),
+        )
+        return NBLogistic(float(self.params["alpha"]), classifier)
+
+
+class TfidfSVMModel(LinearTextModel):
+    """TF-IDF and one linear SVM per label, probabilities calibrated by cross-validation."""
+
+    family = "tfidf-svm"
+    defaults: ClassVar[dict[str, Any]] = {
+        "C": 0.1,
+        "class_weight": None,
+        "calibration": "sigmoid",
+        "calibration_folds": 3,
+    }
+
+    def make_estimator(self, label: str) -> CalibratedClassifierCV:
+        """Return a LinearSVC wrapped in CalibratedClassifierCV with this label's C."""
+        svm = LinearSVC(
+            C=float(self.label_param("C", label)),
+            class_weight=self.label_param("class_weight", label),
+            random_state=int(self.params["seed"]),
+        )
+        return CalibratedClassifierCV(
+            svm, method=str(self.params["calibration"]), cv=int(self.params["calibration_folds"])
+        )
+
+
+class ComplementNBModel(LinearTextModel):
+    """Complement naive Bayes per label on the TF-IDF features (the cheap baseline)."""
+
+    family = "complement-nb"
+    defaults: ClassVar[dict[str, Any]] = {"alpha": 0.3}
+
+    def make_estimator(self, label: str) -> ComplementNB:
+        """Return a ComplementNB with the configured smoothing."""
+        return ComplementNB(alpha=float(self.label_param("alpha", label)))

@@ -1,0 +1,240 @@
+"""Feedback: the true labels of logged predictions, keyed by request id and position.
+
+Labels come from `POST /v1/feedback` (a moderator's verdict) or `toxiguard feedback import
+FILE`; a later answer for the same prediction replaces the earlier one. The monitoring job
+joins them to the prediction log for live quality, and retraining adds the labelled comments
+(when their text was logged) to the training data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, and_, delete, insert, select, tuple_
+
+from toxiguard.errors import DataValidationError, Problem
+from toxiguard.labels import ID_COLUMN, LABELS, TEXT_COLUMN
+from toxiguard.monitoring.store import FLAG_COLUMNS, SCORE_COLUMNS, predictions
+from toxiguard.monitoring.tables import LABEL_COLUMNS, feedback
+
+logger = logging.getLogger(__name__)
+
+REQUEST_COLUMN: Final = "request_id"
+INDEX_COLUMN: Final = "item_index"
+SOURCES: Final = ("api", "import")
+_CHUNK: Final = 500
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    """The true labels of one logged prediction (0/1 per label, in LABELS order)."""
+
+    request_id: str
+    item_index: int
+    labels: tuple[int, ...]
+
+    @classmethod
+    def from_names(cls, request_id: str, item_index: int, names: Sequence[str]) -> FeedbackItem:
+        """Return an item whose labels are 1 for the given label names and 0 for the others."""
+        unknown = sorted(set(names) - set(LABELS))
+        if unknown:
+            raise ValueError(f"unknown label(s) {unknown}; known: {', '.join(LABELS)}")
+        return cls(request_id, item_index, tuple(int(label in names) for label in LABELS))
+
+
+def store_feedback(engine: Engine, items: Sequence[FeedbackItem], source: str) -> int:
+    """Store the items (replacing earlier feedback on the same predictions); return how many."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown feedback source {source!r} (known: {SOURCES})")
+    now = datetime.now(UTC)
+    latest = {(item.request_id, item.item_index): item for item in items}
+    keys = list(latest)
+    with engine.begin() as connection:
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            connection.execute(
+                delete(feedback).where(
+                    tuple_(feedback.c.request_id, feedback.c.item_index).in_(chunk)
+                )
+            )
+            rows = [
+                {
+                    "created_at": now,
+                    "request_id": request_id,
+                    "item_index": index,
+                    "source": source,
+                    **dict(zip(LABEL_COLUMNS, latest[(request_id, index)].labels, strict=True)),
+                }
+                for request_id, index in chunk
+            ]
+            connection.execute(insert(feedback), rows)
+    return len(keys)
+
+
+def logged_predictions(engine: Engine, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Return which of the (request id, item index) pairs are in the prediction log."""
+    found: set[tuple[str, int]] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(keys), _CHUNK):
+            chunk = list(keys[start : start + _CHUNK])
+            query = select(predictions.c.request_id, predictions.c.item_index).where(
+                tuple_(predictions.c.request_id, predictions.c.item_index).in_(chunk)
+            )
+            found.update((str(r), int(i)) for r, i in connection.execute(query).all())
+    return found
+
+
+def read_feedback_file(path: str | Path) -> list[FeedbackItem]:
+    """Return the feedback in a CSV (.gz/.zip) or parquet file: request_id, [item_index], labels.
+
+    Raises DataValidationError naming file, column and rows for anything malformed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError.single(path, "file not found")
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype={REQUEST_COLUMN: str}, keep_default_na=False)
+    except (ValueError, OSError) as error:
+        raise DataValidationError.single(path, f"cannot read the file: {error}") from error
+    problems = [
+        Problem(str(path), column, (), "required column missing")
+        for column in (REQUEST_COLUMN, *LABELS)
+        if column not in frame.columns
+    ]
+    if problems:
+        raise DataValidationError(problems)
+    rows = np.arange(2, len(frame) + 2)  # 1-based data rows after the header
+    ids = frame[REQUEST_COLUMN].astype(str).str.strip()
+    if (bad := (ids == "").to_numpy()).any():
+        problems.append(Problem(str(path), REQUEST_COLUMN, tuple(rows[bad]), "empty request id"))
+    if INDEX_COLUMN in frame.columns:
+        index = pd.to_numeric(frame[INDEX_COLUMN], errors="coerce")
+        bad = (index.isna() | (index < 0) | (index % 1 != 0)).to_numpy()
+        if bad.any():
+            problems.append(
+                Problem(str(path), INDEX_COLUMN, tuple(rows[bad]), "not a whole number >= 0")
+            )
+    else:
+        index = pd.Series(0, index=frame.index)
+    for label in LABELS:
+        values = pd.to_numeric(frame[label], errors="coerce")
+        bad = (~values.isin([0, 1])).to_numpy()
+        if bad.any():
+            problems.append(Problem(str(path), label, tuple(rows[bad]), "label must be 0 or 1"))
+    if problems:
+        raise DataValidationError(problems)
+    labels = frame.loc[:, list(LABELS)].apply(pd.to_numeric).astype(int).to_numpy()
+    return [
+        FeedbackItem(request_id, int(position), tuple(int(v) for v in row))
+        for request_id, position, row in zip(ids, index, labels, strict=True)
+    ]
+
+
+def labelled_window(
+    engine: Engine, start: datetime, end: datetime, model_version: int | None
+) -> pd.DataFrame:
+    """Return the window's predictions that have feedback: scores, flags and true labels."""
+    join = predictions.join(
+        feedback,
+        and_(
+            predictions.c.request_id == feedback.c.request_id,
+            predictions.c.item_index == feedback.c.item_index,
+        ),
+    )
+    columns = [predictions.c[name] for name in (*SCORE_COLUMNS, *FLAG_COLUMNS)]
+    query = (
+        select(*columns, *(feedback.c[name] for name in LABEL_COLUMNS))
+        .select_from(join)
+        .where(predictions.c.created_at >= start, predictions.c.created_at < end)
+    )
+    if model_version is not None:
+        query = query.where(predictions.c.model_version == model_version)
+    with engine.connect() as connection:
+        result = connection.execute(query)
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def live_quality(frame: pd.DataFrame) -> dict[str, Any]:
+    """Return ROC-AUC (both classes needed) and F1 (of the served flags) per label, and means."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    per_label: dict[str, dict[str, Any]] = {}
+    for label in LABELS:
+        truth = frame[f"label_{label}"].astype(int).to_numpy()
+        scores = frame[f"score_{label}"].astype(float).to_numpy()
+        flags = frame[f"flag_{label}"].astype(bool).to_numpy()
+        positives = int(truth.sum())
+        both = 0 < positives < len(truth)
+        per_label[label] = {
+            "rows": len(truth),
+            "positives": positives,
+            "roc_auc": float(roc_auc_score(truth, scores)) if both else None,
+            "f1": float(f1_score(truth, flags, zero_division=0)) if positives else None,
+        }
+    aucs = [v["roc_auc"] for v in per_label.values() if v["roc_auc"] is not None]
+    f1s = [v["f1"] for v in per_label.values() if v["f1"] is not None]
+    return {
+        "rows": len(frame),
+        "per_label": per_label,
+        "mean_roc_auc": float(np.mean(aucs)) if aucs else None,
+        "f1_macro": float(np.mean(f1s)) if f1s else None,
+    }
+
+
+def feedback_training_rows(engine: Engine) -> tuple[pd.DataFrame, int]:
+    """Return labelled comments from feedback in Kaggle's layout, and how many lacked a text.
+
+    Each row's id is derived from its request id and position, so the rows are stable.
+    """
+    join = predictions.join(
+        feedback,
+        and_(
+            predictions.c.request_id == feedback.c.request_id,
+            predictions.c.item_index == feedback.c.item_index,
+        ),
+    )
+    query = select(
+        feedback.c.request_id,
+        feedback.c.item_index,
+        predictions.c.text,
+        *(feedback.c[name] for name in LABEL_COLUMNS),
+    ).select_from(join)
+    with engine.connect() as connection:
+        result = connection.execute(query)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    without_text = int(frame["text"].isna().sum()) if len(frame) else 0
+    frame = frame[frame["text"].notna()] if len(frame) else frame
+    out = pd.DataFrame(
+        {
+            ID_COLUMN: [
+                f"fb-{r}-{i}" for r, i in zip(frame["request_id"], frame["item_index"], strict=True)
+            ],
+            TEXT_COLUMN: frame["text"].astype(str).tolist() if len(frame) else [],
+            **{
+                label: frame[f"label_{label}"].astype(int).tolist() if len(frame) else []
+                for label in LABELS
+            },
+        }
+    )
+    return out, without_text
+
+
+__all__ = [
+    "FeedbackItem",
+    "feedback_training_rows",
+    "labelled_window",
+    "live_quality",
+    "logged_predictions",
+    "read_feedback_file",
+    "store_feedback",
+]
