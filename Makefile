@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint format typecheck bench clean help
+.PHONY: setup run stop test test-fast lint format bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: setup  ## train every baseline on data/raw/train.csv (or the demo corpus) and register it
+run: setup  ## train the baselines (if no champion yet), then start MLflow, Prefect and the API
 	$(BIN)/toxiguard run
+
+stop: setup  ## stop every service `make run` started
+	$(BIN)/toxiguard stack down
 
 test: setup  ## run every test (unit, integration, end to end)
 	$(BIN)/pytest

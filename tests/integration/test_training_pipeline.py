@@ -203,3 +203,13 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     missing_columns = _cli("data", "validate", str(bad))
     assert "severe_toxic" in missing_columns.stderr
     assert "train.csv" in missing_columns.stderr
+
+
+def test_run_trains_on_the_demo_corpus_when_no_kaggle_file(tmp_path: Path) -> None:
+    completed = _cli("run", "--no-stack", "--data-dir", str(tmp_path / "raw"), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "DEMO" in completed.stdout
+    assert "champion: version" in completed.stdout
+    again = _cli("run", "--no-stack", "--data-dir", str(tmp_path / "raw"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "not retraining" in again.stdout
