@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from toxiguard.data import Splits, label_matrix, load_dataset, split_dataset
 from toxiguard.evaluation import evaluate, tune_thresholds
 from toxiguard.labels import LABELS, TEXT_COLUMN
@@ -70,9 +68,7 @@ def load_average() -> str:
     return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
 
 
-def measure(
-    family: str, splits: Splits, params: dict[str, Any], repeats: int
-) -> dict[str, Any]:
+def measure(family: str, splits: Splits, params: dict[str, Any], repeats: int) -> dict[str, Any]:
     """Return the quality and speed measurements of one family on the split."""
     load_before = load_average()
     model = create_model(family, **params)

@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from baselines import RESULTS, SHARED_TRAIN, load_average, load_splits, table, texts
+import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from baselines import RESULTS, SHARED_TRAIN, load_average, load_splits, table, texts
 from toxiguard.data import Splits, label_matrix
 from toxiguard.labels import LABELS
 from toxiguard.models import create_model
@@ -42,7 +43,7 @@ def configurations() -> dict[str, list[str]]:
 
 def mean_auc(truth: Any, proba: Any) -> float:
     """Return the mean ROC-AUC over the six labels."""
-    return sum(roc_auc_score(truth[:, j], proba[:, j]) for j in range(len(LABELS))) / len(LABELS)
+    return float(np.mean([roc_auc_score(truth[:, j], proba[:, j]) for j in range(len(LABELS))]))
 
 
 def step_costs(comments: Sequence[str]) -> dict[str, float]:

@@ -454,7 +454,9 @@ def flows_train(
 
 @flows_app.command("monitor")
 def flows_monitor(
-    window_hours: Annotated[float, typer.Option(help="How far back to look.")] = 1.0,
+    window_hours: Annotated[
+        float | None, typer.Option(help="How far back to look (default: settings).")
+    ] = None,
 ) -> None:
     """Run the monitoring flow once, here (on PREFECT_API_URL, or Prefect's temporary server)."""
     settings = get_settings()

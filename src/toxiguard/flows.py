@@ -245,16 +245,34 @@ def log_summary_task(settings: Settings, window_hours: float) -> dict[str, Any]:
     return prediction_log_summary(settings, window_hours)
 
 
-@flow(name=MONITORING_FLOW, persist_result=False)
-def monitoring_flow(window_hours: float = 1.0) -> dict[str, Any]:
-    """Summarise the last `window_hours` of the prediction log; return the summary.
+@task(
+    name="drift-job",
+    task_run_name="drift-job",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=REGISTRY_RETRIES,
+    retry_delay_seconds=REGISTRY_RETRY_DELAY_S,
+    retry_condition_fn=retry_unless_user_error,
+)
+def drift_task(settings: Settings, window_hours: float) -> dict[str, Any]:
+    """Return the monitoring run: drift vs. the reference, live quality, alerts, retraining."""
+    from toxiguard.monitoring.job import run_monitoring
 
-    The drift job (reference vs. live traffic, alerts, retraining) joins here as its own task.
+    window = settings.model_copy(update={"monitoring_window_hours": window_hours})
+    return run_monitoring(window).to_dict()
+
+
+@flow(name=MONITORING_FLOW, persist_result=False)
+def monitoring_flow(window_hours: float | None = None) -> dict[str, Any]:
+    """Summarise the prediction log's window and run the drift job on it; return both.
 
     Args:
-        window_hours: How far back to look in the prediction log.
+        window_hours: How far back to look in the prediction log (default: settings).
     """
-    summary: dict[str, Any] = log_summary_task(get_settings(), window_hours)
+    settings = get_settings()
+    hours = window_hours if window_hours is not None else settings.monitoring_window_hours
+    summary: dict[str, Any] = log_summary_task(settings, hours)
+    summary["drift"] = drift_task(settings, hours)
     return summary
 
 

@@ -111,9 +111,10 @@ def clean_texts(texts: Sequence[str], steps: Sequence[str] = DEFAULT_STEPS) -> l
     functions = [CLEANING_STEPS[step] for step in check_steps(steps)]
     cleaned = []
     for text in texts:
+        result = text
         for function in functions:
-            text = function(text)
-        cleaned.append(text)
+            result = function(result)
+        cleaned.append(result)
     return cleaned
 
 
@@ -175,8 +176,10 @@ def text_statistics(texts: Sequence[str]) -> pd.DataFrame:
     starts = np.cumsum(lengths + 1) - lengths  # index of each text's first character
 
     def per_text(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-        totals = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
-        return totals[starts + lengths] - totals[starts]
+        totals = np.zeros(len(mask) + 1, dtype=np.int64)
+        np.cumsum(mask, out=totals[1:])
+        counts: npt.NDArray[np.int64] = totals[starts + lengths] - totals[starts]
+        return counts
 
     letters, capitals = per_text(alpha), per_text(upper)
     others = lengths - letters - per_text(space)

@@ -168,7 +168,13 @@ def register_model(
     params: Mapping[str, Any] | None = None,
 ) -> tuple[str, int]:
     """Log the model, its reports and plots to MLflow and register it; return (run id, version)."""
+    from toxiguard.monitoring.reference import reference_for_settings
+
     splits = prepared.splits
+    if model.reference is None:
+        model.reference = reference_for_settings(
+            model, texts_of(splits.validation), texts_of(splits.train), settings
+        )
     metrics = {
         **evaluation.flat_metrics(result.validation, "val"),
         **evaluation.flat_metrics(result.test, "test"),

@@ -178,3 +178,21 @@ def test_batch_tab_scores_an_uploaded_csv(
     batch = frame[frame.request_id == frame.request_id.iloc[-1]].sort_values("item_index")
     assert batch.text.tolist() == texts
     assert batch.item_index.tolist() == list(range(len(texts)))
+
+
+def test_monitoring_tab_shows_the_latest_run(
+    server: ServerProcess, registry: Settings, browser: Browser
+) -> None:
+    from toxiguard.monitoring.job import run_monitoring
+
+    # A few logged predictions only: the job stores an "insufficient data" run, not a number.
+    outcome = run_monitoring(registry).to_dict()
+    assert outcome["status"] == "insufficient_data"
+    page = browser.page
+    page.goto(f"{server.url}/ui/")
+    page.get_by_role("tab", name="Monitoring").click()
+    page.locator("#monitoring-refresh").click()
+    summary = page.locator("#monitoring-summary")
+    summary.get_by_text("insufficient_data").wait_for()
+    assert "Latest run" in summary.inner_text()
+    assert browser.outside == []

@@ -408,3 +408,40 @@ def test_drift_alert_retrains_on_data_plus_feedback_and_the_gate_decides(
     assert {item["version"] for item in tracking.list_versions(settings)} == {1, 2}
     assert np.isfinite(float(versions[2]["test_roc_auc_mean"]))
     assert versions[2]["decision"]  # the gate recorded its decision on the new version
+
+
+def test_feedback_endpoint_validates_what_the_store_can_hold(
+    settings: Settings, engine: Engine
+) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from toxiguard.serving.feedback import feedback_router
+    from toxiguard.serving.middleware import add_error_handlers
+
+    app = FastAPI()
+    add_error_handlers(app)
+    app.include_router(feedback_router(settings), prefix="/v1")
+    client = TestClient(app)
+    for bad in (
+        {"request_id": "a\ud800", "labels": []},
+        {"request_id": "x" * 65, "labels": []},
+        {"request_id": "abc", "item_index": 2**31, "labels": []},
+        {"request_id": "abc", "item_index": -1, "labels": []},
+        {"request_id": "abc", "labels": ["toxic"], "extra": 1},
+    ):
+        body = json.dumps(bad)  # escapes the lone surrogate, as a client may send it
+        response = client.post(
+            "/v1/feedback", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, (bad, response.text)
+        assert response.json()["error"]["message"]
+    good = client.post("/v1/feedback", json={"request_id": "abc", "labels": ["threat", "toxic"]})
+    assert good.status_code == 200
+    assert good.json() == {
+        "request_id": "abc",
+        "item_index": 0,
+        "labels": {label: int(label in {"toxic", "threat"}) for label in LABELS},
+        "prediction_logged": False,
+    }
+    assert count(engine, feedback) == 1

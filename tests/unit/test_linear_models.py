@@ -140,7 +140,7 @@ def test_defaults_are_not_shared_between_instances() -> None:
 
 
 def test_unknown_parameter_is_an_error() -> None:
-    with pytest.raises(ToxiguardError, match="unknown parameter.*'hidden_size'"):
+    with pytest.raises(ToxiguardError, match=r"unknown parameter.*'hidden_size'"):
         create_model("tfidf-svm", hidden_size=3)
 
 
@@ -186,7 +186,7 @@ def test_missing_state_file_is_a_clear_error(
 ) -> None:
     directory = fitted["complement-nb"].save(tmp_path / "m")
     (directory / "linear.joblib").unlink()
-    with pytest.raises(ModelNotFoundError, match="linear.joblib missing"):
+    with pytest.raises(ModelNotFoundError, match=r"linear\.joblib missing"):
         ToxicityModel.load(directory)
 
 

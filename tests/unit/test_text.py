@@ -28,7 +28,8 @@ from toxiguard.text import (
 
 def test_normalize_unicode_folds_compatibility_forms() -> None:
     # full-width letters and digits, the "fi" ligature, a non-breaking space
-    assert normalize_unicode("ＩＤＩＯＴ １２ ﬁne\u00a0x") == "IDIOT 12 fine x"
+    full_width = "\uff29\uff24\uff29\uff2f\uff34 \uff11\uff12"  # "IDIOT 12" in full width
+    assert normalize_unicode(full_width + " \ufb01ne\u00a0x") == "IDIOT 12 fine x"
 
 
 def test_normalize_unicode_keeps_accents_composed() -> None:
@@ -93,7 +94,7 @@ def test_squeeze_whitespace() -> None:
 
 
 def test_clean_text_default_steps_in_order() -> None:
-    raw = "  Ｙｏｕ   are sooooo WRONG!!!! see http://Example.com/X from 8.8.8.8  "
+    raw = "  \uff39\uff4f\uff55   are sooooo WRONG!!!! see http://Example.com/X from 8.8.8.8  "
     assert clean_text(raw) == "you are soo wrong!! see xxurl from xxip"
 
 
@@ -140,7 +141,8 @@ def test_text_statistics_words_do_not_run_across_texts() -> None:
 
 def test_text_statistics_unicode_letters_and_surrogates() -> None:
     # Greek and Cyrillic capitals count as capitals; a lone surrogate is one non-letter character.
-    stats = text_statistics(["ΑΒγ Жж", "a\ud800"])
+    greek = "\u0391\u0392\u03b3"  # capital alpha, capital beta, small gamma
+    stats = text_statistics([greek + " Жж", "a\ud800"])
     assert stats["length"].tolist() == [6, 2]
     np.testing.assert_allclose(stats["upper_share"], [3 / 5, 0.0])
     np.testing.assert_allclose(stats["non_letter_share"], [0.0, 0.5])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import toxiguard.monitoring.tables  # noqa: F401  (registers the monitoring tables on metadata)
 from toxiguard.monitoring.store import database_url, make_engine, metadata
 from toxiguard.settings import get_settings
 

@@ -33,6 +33,9 @@ class ToxicityModel(ABC):
         self.labels: tuple[str, ...] = LABELS
         # Per-label decision thresholds; training tunes them on the validation split.
         self.thresholds: FloatArray = np.full(len(LABELS), 0.5)
+        # Monitoring reference (toxiguard.monitoring.reference.MonitoringReference), set by
+        # training and saved with the model, so that it travels in the registered artifacts.
+        self.reference: Any = None
 
     @abstractmethod
     def fit(
@@ -72,6 +75,8 @@ class ToxicityModel(ABC):
         }
         (path / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         self.save_state(path)
+        if self.reference is not None:
+            self.reference.save(path)
         return path
 
     @classmethod

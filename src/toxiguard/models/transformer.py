@@ -121,7 +121,7 @@ def _check_params(params: dict[str, Any]) -> None:
     for name in ("epochs", "max_length", "batch_size", "grad_accum_steps", "predict_batch_size"):
         if int(params[name]) < 1:
             raise TransformerParamError(f"{name} must be at least 1, got {params[name]}")
-    if params["window_stride"] < 0:
+    if params["window_stride"] is not None and params["window_stride"] < 0:
         raise TransformerParamError(f"window_stride must be >= 0, got {params['window_stride']}")
     if not 0 < params["validation_fraction"] < 1:
         raise TransformerParamError("validation_fraction must be between 0 and 1")
@@ -162,7 +162,7 @@ class TransformerModel(ToxicityModel):
         warmup_ratio: float = 0.06,
         grad_accum_steps: int = 1,
         pos_weight: str = "none",
-        window_stride: int = 32,
+        window_stride: int | None = None,
         aggregation: str = "max",
         early_stopping_patience: int = 1,
         validation_fraction: float = 0.1,
@@ -356,9 +356,13 @@ class TransformerModel(ToxicityModel):
         return build_windows(
             self._encode_texts(texts),
             self.params["max_length"],
-            self.params["window_stride"],
+            self._stride(),
             self._specials,
         )
+
+    def _stride(self) -> int:
+        stride = self.params["window_stride"]
+        return int(stride if stride is not None else self.params["max_length"] // 4)
 
     def _threads(self) -> int:
         threads = self.params["onnx_threads"]
@@ -380,7 +384,7 @@ class TransformerModel(ToxicityModel):
         limits = [int(getattr(model.config, "max_position_embeddings", 10**6))]
         if 0 < int(self._tokenizer.model_max_length) < 10**6:
             limits.append(int(self._tokenizer.model_max_length))
-        max_length, stride = self.params["max_length"], self.params["window_stride"]
+        max_length, stride = self.params["max_length"], self._stride()
         if max_length > min(limits):
             raise TransformerParamError(f"max_length {max_length} > the backbone's {min(limits)}")
         if not 0 <= stride < max_length - self._specials.count:

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 REQUEST_COLUMN: Final = "request_id"
 INDEX_COLUMN: Final = "item_index"
 SOURCES: Final = ("api", "import")
+MAX_REQUEST_ID: Final = 64  # the store's column width
+MAX_INDEX: Final = 2**31 - 1  # the store's INTEGER column
 _CHUNK: Final = 500
 
 
@@ -91,46 +93,64 @@ def logged_predictions(engine: Engine, keys: Sequence[tuple[str, int]]) -> set[t
     return found
 
 
+def _read_frame(path: Path) -> pd.DataFrame:
+    """Return a feedback file as read, or raise DataValidationError if it cannot be read."""
+    if not path.is_file():
+        raise DataValidationError.single(path, "file not found")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={REQUEST_COLUMN: str}, keep_default_na=False)
+    except (ValueError, OSError) as error:
+        raise DataValidationError.single(path, f"cannot read the file: {error}") from error
+
+
+def _problems(frame: pd.DataFrame, path: Path, ids: pd.Series, index: pd.Series) -> list[Problem]:
+    """Return what is wrong with the request ids, positions and labels of a feedback frame."""
+    rows = np.arange(2, len(frame) + 2)  # 1-based data rows after the header
+    checks = [
+        (REQUEST_COLUMN, (ids == "").to_numpy(), "empty request id"),
+        (
+            REQUEST_COLUMN,
+            (ids.str.len() > MAX_REQUEST_ID).to_numpy(),
+            f"request id longer than {MAX_REQUEST_ID} characters",
+        ),
+        (
+            INDEX_COLUMN,
+            (index.isna() | (index < 0) | (index > MAX_INDEX) | (index % 1 != 0)).to_numpy(),
+            f"not a whole number from 0 to {MAX_INDEX}",
+        ),
+    ]
+    for label in LABELS:
+        values = pd.to_numeric(frame[label], errors="coerce")
+        checks.append((label, (~values.isin([0, 1])).to_numpy(), "label must be 0 or 1"))
+    return [
+        Problem(str(path), column, tuple(int(r) for r in rows[bad]), message)
+        for column, bad, message in checks
+        if bad.any()
+    ]
+
+
 def read_feedback_file(path: str | Path) -> list[FeedbackItem]:
     """Return the feedback in a CSV (.gz/.zip) or parquet file: request_id, [item_index], labels.
 
     Raises DataValidationError naming file, column and rows for anything malformed.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataValidationError.single(path, "file not found")
-    try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, dtype={REQUEST_COLUMN: str}, keep_default_na=False)
-    except (ValueError, OSError) as error:
-        raise DataValidationError.single(path, f"cannot read the file: {error}") from error
-    problems = [
+    frame = _read_frame(path)
+    missing = [
         Problem(str(path), column, (), "required column missing")
         for column in (REQUEST_COLUMN, *LABELS)
         if column not in frame.columns
     ]
-    if problems:
-        raise DataValidationError(problems)
-    rows = np.arange(2, len(frame) + 2)  # 1-based data rows after the header
+    if missing:
+        raise DataValidationError(missing)
     ids = frame[REQUEST_COLUMN].astype(str).str.strip()
-    if (bad := (ids == "").to_numpy()).any():
-        problems.append(Problem(str(path), REQUEST_COLUMN, tuple(rows[bad]), "empty request id"))
     if INDEX_COLUMN in frame.columns:
         index = pd.to_numeric(frame[INDEX_COLUMN], errors="coerce")
-        bad = (index.isna() | (index < 0) | (index % 1 != 0)).to_numpy()
-        if bad.any():
-            problems.append(
-                Problem(str(path), INDEX_COLUMN, tuple(rows[bad]), "not a whole number >= 0")
-            )
     else:
         index = pd.Series(0, index=frame.index)
-    for label in LABELS:
-        values = pd.to_numeric(frame[label], errors="coerce")
-        bad = (~values.isin([0, 1])).to_numpy()
-        if bad.any():
-            problems.append(Problem(str(path), label, tuple(rows[bad]), "label must be 0 or 1"))
+    problems = _problems(frame, path, ids, index)
     if problems:
         raise DataValidationError(problems)
     labels = frame.loc[:, list(LABELS)].apply(pd.to_numeric).astype(int).to_numpy()

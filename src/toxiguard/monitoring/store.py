@@ -174,10 +174,12 @@ def schema_differences(connection: Connection, tables: Collection[str] | None = 
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    def included(name: str | None, type_: str, _parent: Any) -> bool:
-        return tables is None or type_ != "table" or name in tables
+    def included(obj: Any, name: str | None, type_: str, _reflected: bool, _compare: Any) -> bool:
+        # include_object sees both sides (database and metadata), unlike include_name.
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        return tables is None or table in tables
 
-    options = {"compare_type": True, "include_name": included}
+    options = {"compare_type": True, "include_object": included}
     context = MigrationContext.configure(connection, opts=options)
     return list(compare_metadata(context, metadata))
 

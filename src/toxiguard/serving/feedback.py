@@ -21,6 +21,7 @@ from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+MAX_INDEX = 2**31 - 1  # the store's INTEGER column
 Label = Literal["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 
 
@@ -34,9 +35,17 @@ class FeedbackRequest(BaseModel):
         },
     )
 
-    request_id: str = Field(min_length=1, max_length=64, description="From the predict response.")
+    request_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[0-9A-Za-z_.:-]+$",
+        description="The request_id of the predict response.",
+    )
     item_index: int = Field(
-        0, ge=0, description="Position of the comment in that request's texts (0-based)."
+        0,
+        ge=0,
+        le=MAX_INDEX,
+        description="Position of the comment in that request's texts (0-based).",
     )
     labels: list[Label] = Field(
         description="The labels that truly apply; an empty list means the comment is clean."

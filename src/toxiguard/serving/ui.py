@@ -18,7 +18,9 @@ import pandas as pd
 
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
+from toxiguard.monitoring.dashboard import PANEL_TITLES, monitoring_panels
 from toxiguard.serving.predictor import PredictionResult
+from toxiguard.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -153,9 +155,24 @@ def build_ui(state: ServingState) -> gr.Blocks:
             summary = gr.Markdown(elem_id="batch-summary")
             download = gr.File(label="Scored CSV", interactive=False, elem_id="batch-download")
             run.click(score_csv, inputs=[upload, column], outputs=[download, summary, model_line])
+        _monitoring_tab(settings)
         blocks.load(lambda: model_markdown(state), outputs=model_line)
     built: gr.Blocks = blocks
     return built
+
+
+def _monitoring_tab(settings: Settings) -> None:
+    """Add a Monitoring tab: drift, traffic, quality and alert panels, the latest report."""
+    with gr.Tab("Monitoring", id="monitoring"):
+        summary = gr.Markdown(elem_id="monitoring-summary")
+        plots = [gr.Plot(label=title) for title in PANEL_TITLES]
+        alerts = gr.Dataframe(label="Recent alerts", interactive=False)
+        report = gr.File(label="Latest Evidently report", interactive=False)
+        refresh = gr.Button("Refresh", elem_id="monitoring-refresh")
+        refresh.click(
+            lambda: monitoring_panels(settings).as_tuple(),
+            outputs=[summary, *plots, alerts, report],
+        )
 
 
 def _score_frame(
