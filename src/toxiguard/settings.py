@@ -67,7 +67,9 @@ class Settings(BaseSettings):
         "beyond this the oldest are dropped (and counted).",
     )
     log_retry_seconds: float = Field(
-        2.0, gt=0, description="Wait before retrying a failed prediction-log write (doubles to 30 s)."
+        2.0,
+        gt=0,
+        description="Wait before retrying a failed prediction-log write (doubles, up to 30 s).",
     )
 
     # serving
@@ -309,7 +311,6 @@ class Settings(BaseSettings):
         """Return where the monitoring job writes its Evidently HTML reports."""
         return self.monitoring_dir / "reports"
 
-
     @property
     def prefect_home(self) -> Path:
         """Return PREFECT_HOME for the processes toxiguard starts (Prefect's database, logs)."""
@@ -336,6 +337,7 @@ class Settings(BaseSettings):
         if self.prefect_api_url:
             env["PREFECT_API_URL"] = self.prefect_api_url
         return env
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
