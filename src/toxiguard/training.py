@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from matplotlib.figure import Figure
 
 from toxiguard import data, evaluation, tracking
@@ -179,6 +180,7 @@ def register_model(
         **evaluation.flat_metrics(result.validation, "val"),
         **evaluation.flat_metrics(result.test, "test"),
         "fit_seconds": fit_seconds,
+        **model.diagnostics(),
     }
     run_params = {
         "family": family,
@@ -219,11 +221,16 @@ def train_family(
     When `fitted` is given, the fitted model is added to it for later blends of the same job.
     """
     logger.info("training %s on %d rows", family, len(prepared.splits.train))
-    model, fit_seconds = fit_model(family, prepared.splits, params, fitted)
-    if fitted is not None:
-        fitted[family] = model
-    result = evaluate_model(model, prepared.splits, family)
-    run_id, version = register_model(family, model, fit_seconds, result, prepared, settings, params)
+    tracking.configure_mlflow(settings)
+    # The run is open while the model fits, so that a model can log its training curves to it.
+    with mlflow.start_run(run_name=family):
+        model, fit_seconds = fit_model(family, prepared.splits, params, fitted)
+        if fitted is not None:
+            fitted[family] = model
+        result = evaluate_model(model, prepared.splits, family)
+        run_id, version = register_model(
+            family, model, fit_seconds, result, prepared, settings, params
+        )
     decision = tracking.gate_promotion(
         settings, version, result.test_mean_roc_auc, champion_scorer(prepared.splits)
     )

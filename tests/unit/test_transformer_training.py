@@ -462,3 +462,8 @@ def test_unfitted_model_cannot_predict_or_save(tmp_path: Path) -> None:
         model.predict_proba(["hello"])
     with pytest.raises(ModelNotFoundError):
         model.save(tmp_path)
+
+
+def test_window_overlap_defaults_to_a_quarter_of_the_window() -> None:
+    assert TransformerModel(max_length=64)._stride() == 16
+    assert TransformerModel(max_length=64, window_stride=5)._stride() == 5

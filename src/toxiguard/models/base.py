@@ -55,6 +55,10 @@ class ToxicityModel(ABC):
         """Return an (n, 6) boolean array: probability at or above each label's threshold."""
         return self.predict_proba(texts) >= self.thresholds
 
+    def diagnostics(self) -> dict[str, float]:
+        """Return numbers about how the model was built, logged as metrics with its run."""
+        return {}
+
     @abstractmethod
     def save_state(self, directory: Path) -> None:
         """Write the fitted state (weights, vocabulary, ...) into an existing directory."""

@@ -204,7 +204,12 @@ class TfidfLogisticModel(LinearTextModel):
     """Word + char n-gram TF-IDF and one logistic regression per label."""
 
     family = "tfidf-lr"
-    defaults: ClassVar[dict[str, Any]] = {"C": 4.0, "class_weight": None, "max_iter": 200}
+    defaults: ClassVar[dict[str, Any]] = {
+        "C": 1.0,
+        "class_weight": "balanced",
+        "tol": 0.01,
+        "max_iter": 200,
+    }
 
     def make_estimator(self, label: str) -> LogisticRegression:
         """Return a liblinear logistic regression with this label's C."""
@@ -212,6 +217,7 @@ class TfidfLogisticModel(LinearTextModel):
             C=float(self.label_param("C", label)),
             class_weight=self.label_param("class_weight", label),
             solver="liblinear",
+            tol=float(self.params["tol"]),
             max_iter=int(self.params["max_iter"]),
             random_state=int(self.params["seed"]),
         )
@@ -223,9 +229,10 @@ class NBSVMModel(LinearTextModel):
 
     family = "nbsvm"
     defaults: ClassVar[dict[str, Any]] = {
-        "C": 4.0,
+        "C": 0.5,
         "alpha": 1.0,
-        "class_weight": None,
+        "class_weight": "balanced",
+        "tol": 0.01,
         "max_iter": 200,
     }
 
@@ -235,6 +242,7 @@ class NBSVMModel(LinearTextModel):
             C=float(self.label_param("C", label)),
             class_weight=self.label_param("class_weight", label),
             solver="liblinear",
+            tol=float(self.params["tol"]),
             max_iter=int(self.params["max_iter"]),
             random_state=int(self.params["seed"]),
         )
@@ -274,7 +282,7 @@ class ComplementNBModel(LinearTextModel):
     """Complement naive Bayes per label on the TF-IDF features (the cheap baseline)."""
 
     family = "complement-nb"
-    defaults: ClassVar[dict[str, Any]] = {"alpha": 0.3}
+    defaults: ClassVar[dict[str, Any]] = {"alpha": 0.01}
 
     def make_estimator(self, label: str) -> ComplementNB:
         """Return a ComplementNB with the configured smoothing."""

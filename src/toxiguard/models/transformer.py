@@ -137,7 +137,8 @@ class TransformerModel(ToxicityModel):
     epochs, max_length (tokens per window), batch_size, learning_rate, weight_decay,
     warmup_ratio, grad_accum_steps: the optimisation; pos_weight: "none", "balanced"
     (negatives/positives per label) or "sqrt-balanced"; window_stride: tokens shared by
-    neighbouring windows of a long comment; aggregation: "max" or "mean" over windows;
+    neighbouring windows of a long comment (None: max_length // 4); aggregation: "max" or
+    "mean" over windows;
     early_stopping_patience: epochs without validation gain before stopping (0: never);
     validation_fraction: share of the training rows held out when `fit` gets no validation;
     seed (None: settings.seed); device: "auto", "cpu", "cuda", "mps"; runtime: "onnx-int8",
@@ -410,6 +411,14 @@ class TransformerModel(ToxicityModel):
             )
             self._torch_model, self._torch_device = cast("nn.Module", model).eval(), "cpu"
         return self._torch_model
+
+    def diagnostics(self) -> dict[str, float]:
+        """Return the export parity numbers (max probability difference, ROC-AUC change)."""
+        return {
+            f"export_{key}": float(value)
+            for key, value in self.export_report.items()
+            if isinstance(value, int | float)
+        }
 
     def save_state(self, directory: Path) -> None:
         """Write tokenizer, PyTorch weights (safetensors), ONNX file(s) and the export report."""
