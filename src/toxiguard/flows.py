@@ -204,7 +204,7 @@ def training_flow(
     prepared = prepare_task(str(data or settings.training_data), settings)
     fitted: dict[str, ToxicityModel] = {}
     results: list[training.ModelResult] = []
-    for family in models or settings.training_models:
+    for family in training.training_order(models or settings.training_models):
         family_params = (params or {}).get(family)
         model, seconds = fit_task.with_options(task_run_name=f"fit-{family}")(
             family, prepared, family_params, fitted

@@ -238,6 +238,11 @@ def train_family(
     return ModelResult(family, run_id, version, fit_seconds, result, decision)
 
 
+def training_order(families: Sequence[str]) -> list[str]:
+    """Return the families in training order: blends last, to reuse this job's fitted members."""
+    return sorted(families, key=lambda family: family == BlendModel.family)
+
+
 def run_training(
     data_path: str | Path,
     families: Sequence[str] = DEFAULT_FAMILIES,
@@ -250,11 +255,9 @@ def run_training(
     settings = settings or get_settings()
     prepared = prepare_data(data_path, settings)
     fitted: dict[str, ToxicityModel] = {}
-    # Blends go last so that they can reuse the members this job has already fitted.
-    ordered = sorted(families, key=lambda family: family == BlendModel.family)
     results = [
         train_family(family, prepared, settings, (params or {}).get(family), fitted)
-        for family in ordered
+        for family in training_order(families)
     ]
     return TrainingResult(
         source=prepared.dataset.source,
