@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,13 +26,26 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     for key in list(os.environ):
         if key.startswith("TOXIGUARD_") and key != "TOXIGUARD_SHARED_TRAIN":
             monkeypatch.delenv(key)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("TOXIGUARD_HOME", str(tmp_path / "home"))
     for key, value in OFFLINE_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
+    _forget_mlflow_state()
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+    _forget_mlflow_state()
+
+
+def _forget_mlflow_state() -> None:
+    """End runs and forget the experiment that an earlier test left in MLflow's globals."""
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is None:
+        return  # MLflow not imported yet: nothing to forget
+    while fluent.active_run() is not None:
+        fluent.end_run()
+    fluent._active_experiment_id = None
 
 
 @pytest.fixture

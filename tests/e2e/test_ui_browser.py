@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from playwright.sync_api import expect
 
 from tests.integration.services import (  # noqa: F401
     ServerProcess,
@@ -125,7 +127,8 @@ def test_example_fills_the_box_and_empty_comment_is_refused(
     page.goto(f"{server.url}/ui/")
     page.get_by_text("You are a complete idiot", exact=False).first.click()
     box = page.locator("#comment-input textarea")
-    assert "complete idiot" in box.input_value()
+    # Gradio fills the box asynchronously after the click: wait for it (fails after 30 s).
+    expect(box).to_have_value(re.compile("complete idiot"), timeout=30_000)
     box.fill("")
     page.locator("#score-button").click()
     page.get_by_text("Type a comment first.").first.wait_for()

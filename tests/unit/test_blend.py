@@ -128,4 +128,4 @@ def test_blend_holds_out_validation_when_none_is_given() -> None:
     texts, labels = _corpus(300, 2)
     blend: Any = BlendModel(members=["keyword-test", "tfidf-lr"], weight_step=0.5)
     blend.fit(texts, labels)
-    assert blend.reference["tfidf-lr"].shape[0] < 300 * 0.3
+    assert blend.distributions["tfidf-lr"].shape[0] < 300 * 0.3

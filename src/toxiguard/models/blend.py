@@ -70,7 +70,7 @@ class BlendModel(ToxicityModel):
         self.models: dict[str, ToxicityModel] = {}
         self.weights = np.full((len(self.labels), len(members)), 1 / len(members))
         self.methods: list[str] = ["probability"] * len(self.labels)
-        self.reference: dict[str, FloatArray] = {}
+        self.distributions: dict[str, FloatArray] = {}
         self.validation_auc: dict[str, list[float]] = {}
 
     @property
@@ -112,7 +112,9 @@ class BlendModel(ToxicityModel):
                     train_texts, train_labels, validation=(val_texts, val_labels)
                 )
         member_scores = {name: self.models[name].predict_proba(val_texts) for name in self.models}
-        self.reference = {name: np.sort(scores, axis=0) for name, scores in member_scores.items()}
+        self.distributions = {
+            name: np.sort(scores, axis=0) for name, scores in member_scores.items()
+        }
         self._tune(member_scores, val_labels)
         return self
 
@@ -124,7 +126,7 @@ class BlendModel(ToxicityModel):
         for name in self.member_names:
             column = scores[name][:, label]
             if method == "rank":
-                column = empirical_cdf(self.reference[name][:, label], column)
+                column = empirical_cdf(self.distributions[name][:, label], column)
             columns.append(column)
         return np.asarray(np.column_stack(columns) @ np.asarray(weights), dtype=np.float64)
 
@@ -169,7 +171,7 @@ class BlendModel(ToxicityModel):
         """Write each member into its own sub-directory and the blend's weights as JSON."""
         for name in self.member_names:
             self.models[name].save(directory / "members" / name)
-        reference = np.stack([self.reference[name] for name in self.member_names])
+        reference = np.stack([self.distributions[name] for name in self.member_names])
         np.save(directory / "reference.npy", reference)
         state = {"weights": self.weights.tolist(), "methods": self.methods}
         (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -180,7 +182,7 @@ class BlendModel(ToxicityModel):
             name: ToxicityModel.load(directory / "members" / name) for name in self.member_names
         }
         reference = np.load(directory / "reference.npy")
-        self.reference = dict(zip(self.member_names, reference, strict=True))
+        self.distributions = dict(zip(self.member_names, reference, strict=True))
         state = json.loads((directory / STATE_FILE).read_text())
         self.weights = np.asarray(state["weights"], dtype=np.float64)
         self.methods = list(state["methods"])
