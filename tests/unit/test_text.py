@@ -95,7 +95,11 @@ def test_squeeze_whitespace() -> None:
 
 def test_clean_text_default_steps_in_order() -> None:
     raw = "  \uff39\uff4f\uff55   are sooooo WRONG!!!! see http://Example.com/X from 8.8.8.8  "
-    assert clean_text(raw) == "you are soo wrong!! see xxurl from xxip"
+    # runs of spaces are cut to two like any other repeated character
+    assert clean_text(raw) == "  you  are soo wrong!! see  xxurl  from  xxip  "
+    assert (
+        clean_text(raw, [*DEFAULT_STEPS, "whitespace"]) == "you are soo wrong!! see xxurl from xxip"
+    )
 
 
 def test_clean_text_applies_steps_in_canonical_order_whatever_order_given() -> None:
