@@ -22,6 +22,7 @@ import logging
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ import pandas as pd
 from toxiguard.data import Splits, label_matrix, load_dataset, split_dataset
 from toxiguard.evaluation import evaluate, tune_thresholds
 from toxiguard.labels import LABELS, TEXT_COLUMN
-from toxiguard.models import create_model
+from toxiguard.models import ToxicityModel, create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "jigsaw" / "train.csv.gz"
@@ -80,6 +81,16 @@ def time_full_fit(family: str, splits: Splits, params: dict[str, Any]) -> float:
     return time.perf_counter() - started
 
 
+def saved_size(model: ToxicityModel) -> tuple[float, float]:
+    """Return the saved model's size in MB and the seconds `ToxicityModel.load` takes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = model.save(Path(tmp) / "model")
+        size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 1e6
+        started = time.perf_counter()
+        ToxicityModel.load(directory)
+        return size, time.perf_counter() - started
+
+
 def measure(
     family: str, splits: Splits, params: dict[str, Any], repeats: int, full_fit: bool
 ) -> dict[str, Any]:
@@ -99,6 +110,7 @@ def measure(
         seconds.append(time.perf_counter() - wall)
         cpu_seconds.append(time.process_time() - cpu)
     report = evaluate(label_matrix(splits.test), proba, thresholds)
+    size_mb, load_s = saved_size(model)
     params = model.params
     del model  # free its memory before the full fit
     return {
@@ -112,6 +124,8 @@ def measure(
         "comments_per_s": len(test_texts) / statistics.median(seconds),
         "predict_cpu_s": statistics.median(cpu_seconds),
         "test_rows": len(test_texts),
+        "size_mb": size_mb,
+        "load_s": load_s,
         "full_fit_s": time_full_fit(family, splits, params) if full_fit else None,
         "full_rows": sum(len(part) for part in splits.parts().values()),
         "load_before": load_before,
@@ -131,7 +145,9 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
         "fit all rows s",
         "comments/s",
         "predict CPU s",
-        "load before/after",
+        "saved MB",
+        "load s",
+        "load average before/after",
     ]
     rows = [
         [
@@ -144,6 +160,8 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
             f"{r['full_fit_s']:.1f}" if r["full_fit_s"] is not None else "",
             f"{r['comments_per_s']:,.0f}",
             f"{r['predict_cpu_s']:.2f}",
+            f"{r['size_mb']:.1f}",
+            f"{r['load_s']:.1f}",
             f"{r['load_before']} / {r['load_after'].split(' on ')[0]}",
         ]
         for r in results
@@ -158,6 +176,8 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
             "",
             "< 120 (required)",
             f"~{REFERENCE['comments_per_s']:,.0f}",
+            "",
+            "",
             "",
             "",
         ]

@@ -45,7 +45,7 @@ def _forget_mlflow_state() -> None:
         return  # MLflow not imported yet: nothing to forget
     while fluent.active_run() is not None:
         fluent.end_run()
-    fluent._active_experiment_id = None
+    vars(fluent)["_active_experiment_id"] = None
 
 
 @pytest.fixture

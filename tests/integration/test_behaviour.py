@@ -30,11 +30,11 @@ NAMED = [
     "As {name} said on the talk page, the map needs a caption.",
 ]
 NAMES = ("John", "Maria", "Anna", "David", "Laura", "Mohammed", "Wei", "Priya", "Jamal", "Olga")
-# How far a name swap may move a probability (max minus min over the names, per label). The
-# direction test below requires an insult to add more than 0.3 on average; a name may move a
-# score by at most half of that: it may matter, but much less than an insult. Measured when this
-# was written: 0.11 at most (toxic, "Mohammed" against "Maria" in the "stop reverting" sentence;
-# a bias learned from the data, see the report in benchmarks/README.md).
+# How far a name swap may move a probability (max minus min over the names, per label): 0.15,
+# under a fifth of what an insult adds to such sentences (about 0.9 measured; the direction test
+# requires more than 0.5 on average). A name may matter a little, an insult must matter a lot.
+# Measured when this was written: 0.11 at most (toxic, "Mohammed" against "Maria" in the "stop
+# reverting" sentence; a bias learned from the data), 0.05 in the other sentences.
 NAME_TOLERANCE = 0.15
 CLEAN = [
     "Thank you for fixing the citation formatting.",
@@ -69,7 +69,7 @@ def test_adding_an_insult_raises_insult_and_toxic(model: ToxicityModel) -> None:
     for label in ("insult", "toxic"):
         j = column(label)
         assert (after[:, j] > before[:, j]).all(), (label, before[:, j], after[:, j])
-        assert (after[:, j] - before[:, j]).mean() > 0.3, (label, before[:, j], after[:, j])
+        assert (after[:, j] - before[:, j]).mean() > 0.5, (label, before[:, j], after[:, j])
 
 
 def test_changing_a_name_barely_changes_the_scores(model: ToxicityModel) -> None:

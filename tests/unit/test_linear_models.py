@@ -116,6 +116,25 @@ def test_cleaning_happens_inside_the_model(fitted: dict[str, ToxicityModel]) -> 
     np.testing.assert_allclose(raw, clean)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_odd_texts_are_scored(family: str, fitted: dict[str, ToxicityModel]) -> None:
+    odd = [
+        "",
+        "   ",
+        "\ud800 lone surrogate",
+        "\x00nul",
+        "\U0001f600" * 50,
+        "a" * 50_000,
+        "\uff26\uff55\uff4c\uff4c width",
+        "\u200b\u200b",
+        "\n\t",
+    ]
+    proba = fitted[family].predict_proba(odd)
+    assert proba.shape == (len(odd), len(LABELS))
+    assert np.isfinite(proba).all()
+    assert ((proba >= 0) & (proba <= 1)).all()
+
+
 def test_empty_input_gives_an_empty_array(fitted: dict[str, ToxicityModel]) -> None:
     assert fitted["nbsvm"].predict_proba([]).shape == (0, len(LABELS))
 
@@ -171,6 +190,16 @@ def test_wrong_label_shape_is_an_error(corpus: pd.DataFrame) -> None:
     texts = corpus[TEXT_COLUMN].tolist()[:100]
     with pytest.raises(ToxiguardError, match="expected labels of shape"):
         create_model("complement-nb").fit(texts, label_matrix(corpus)[:100, :3])
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [([], "no texts"), (["one lonely text"], "lower word_min_df"), (["ab", "ab"], "lower char_min_df")],
+)
+def test_too_little_text_is_a_clear_error(texts: list[str], message: str) -> None:
+    labels = np.zeros((len(texts), len(LABELS)), dtype=np.int8)
+    with pytest.raises(ToxiguardError, match=message):
+        create_model("tfidf-lr").fit(texts, labels)
 
 
 def test_unfitted_model_cannot_predict_or_save(tmp_path: Path) -> None:

@@ -95,9 +95,16 @@ class TfidfFeaturizer:
 
     def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Fit vocabularies and IDF weights on raw `texts`; return their feature matrix."""
+        if len(texts) == 0:
+            raise ToxiguardError("cannot fit the TF-IDF features on no texts")
         word, char = self._new_vectorizers()
         cleaned = clean_texts(texts, self.steps)
-        matrix = self._both(word.fit_transform, char.fit_transform, cleaned)
+        try:
+            matrix = self._both(word.fit_transform, char.fit_transform, cleaned)
+        except ValueError as error:  # scikit-learn's "empty vocabulary" and the like
+            raise ToxiguardError(
+                f"cannot fit word n-grams on {len(texts)} texts: {error} (lower word_min_df?)"
+            ) from error
         self.word, self.char = word, char
         logger.info("featurizer: %d texts -> %d features", matrix.shape[0], matrix.shape[1])
         return matrix
