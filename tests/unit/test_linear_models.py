@@ -194,7 +194,11 @@ def test_wrong_label_shape_is_an_error(corpus: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize(
     ("texts", "message"),
-    [([], "no texts"), (["one lonely text"], "lower word_min_df"), (["ab", "ab"], "lower char_min_df")],
+    [
+        ([], "no texts"),
+        (["one lonely text"], "lower word_min_df"),
+        (["ab", "ab"], "lower char_min_df"),
+    ],
 )
 def test_too_little_text_is_a_clear_error(texts: list[str], message: str) -> None:
     labels = np.zeros((len(texts), len(LABELS)), dtype=np.int8)
