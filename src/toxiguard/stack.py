@@ -352,9 +352,13 @@ def stack_down(settings: Settings, timeout: float = STOP_TIMEOUT_S) -> list[int]
         logger.info("stopping %d leftover processes: %s", len(leftovers), leftovers)
         signal_all(leftovers, signal.SIGTERM)
         stubborn = wait_gone(leftovers, marker, timeout / 2)
-        signal_all(stubborn + ([honcho] if is_alive(honcho, marker) else []), signal.SIGKILL)
+        signal_all(stubborn, signal.SIGKILL)
         wait_gone(stubborn, marker, 5.0)
         stopped += leftovers
+    if is_alive(honcho, marker):
+        # honcho outlived its SIGTERM's time-out (a loaded machine): kill it and wait for it.
+        signal_all([honcho], signal.SIGKILL)
+        wait_gone([honcho], marker, 5.0)
     _state_path(settings).unlink(missing_ok=True)
     return stopped
 
