@@ -131,6 +131,10 @@ def quality(args: argparse.Namespace) -> None:
     run("transformer", create_model("transformer", **transformer_params(args)))
     blend = BlendModel(members=("transformer", best_tfidf)).use_fitted(fitted)
     run("blend", blend)
+    if args.save_to:  # keep the fitted models, e.g. for `--part speed --model-dir`
+        for name in ("transformer", "blend"):
+            fitted[name].save(Path(args.save_to) / name)
+        print(f"models saved under {args.save_to}\n")
 
     header = ["model", "mean ROC-AUC", *LABELS, "macro F1 (tuned)", "fit s"]
     rows = []
@@ -282,7 +286,11 @@ def main() -> None:
         "--model-dir", default=None, help="saved transformer model for --part speed"
     )
     parser.add_argument("--train-rows", type=int, default=400, help="fine-tune rows for speed")
-    parser.add_argument("--save-to", default=None, help="keep the speed part's fine-tuned model")
+    parser.add_argument(
+        "--save-to",
+        default=None,
+        help="keep the fitted models (quality: transformer and blend; speed: the small fine-tune)",
+    )
     parser.add_argument("--comments", type=int, default=512)
     parser.add_argument("--single-comments", type=int, default=128)
     parser.add_argument("--repetitions", type=int, default=5)

@@ -169,6 +169,7 @@ def test_unknown_parameter_is_an_error() -> None:
         ("tfidf-lr", {"class_weight": "sometimes"}, "class_weight"),
         ("nbsvm", {"class_weight": {"threat": "always"}}, "class_weight"),
         ("nbsvm", {"cleaning": ["stemming"]}, "unknown text cleaning step"),
+        ("tfidf-lr", {"solver": "newton-cg"}, "solver must be one of"),
         ("tfidf-lr", {"char_ngrams": [0, 3]}, "char_ngrams must be"),
         ("tfidf-lr", {"word_ngrams": [2, 1]}, "word_ngrams must be"),
         ("complement-nb", {"word_ngrams": 2}, "word_ngrams must be"),
@@ -231,6 +232,15 @@ def test_label_with_one_class_predicts_its_rate(corpus: pd.DataFrame) -> None:
     proba = model.predict_proba(texts[:10])
     np.testing.assert_array_equal(proba[:, LABELS.index("threat")], 0.0)
     assert proba[:, LABELS.index("toxic")].max() > 0.5
+
+
+@pytest.mark.parametrize("family", ["tfidf-lr", "nbsvm"])
+def test_liblinear_solver_is_an_option(family: str, corpus: pd.DataFrame) -> None:
+    model = create_model(family, solver="liblinear", tol=0.01, **SMALL)
+    model.fit(corpus[TEXT_COLUMN].tolist()[:TRAIN_ROWS], label_matrix(corpus)[:TRAIN_ROWS])
+    texts, truth = held_out(corpus)
+    proba = model.predict_proba(texts)
+    assert roc_auc_score(truth[:, 0], proba[:, 0]) > 0.85
 
 
 def test_fitting_is_reproducible(corpus: pd.DataFrame) -> None:

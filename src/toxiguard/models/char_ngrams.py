@@ -1,10 +1,12 @@
 """Char n-gram TF-IDF inside word boundaries, computed with numpy on code points.
 
-Same features as scikit-learn's `TfidfVectorizer(analyzer="char_wb")`: n-grams of each word
-padded with one space on either side. Each n-gram is identified by a 64-bit polynomial hash of its
-code points instead of its string, so that no Python code runs per n-gram: about ten times faster
-to fit and to transform, and the vocabulary is a small integer array. Two different n-grams share
-a hash with a probability of about 1e-7 over the whole vocabulary (birthday bound on 2**64).
+The features of scikit-learn's `TfidfVectorizer(analyzer="char_wb")`: n-grams of each word
+padded with one space on either side (scikit-learn also counts a padded word shorter than n once
+more as an n-gram of length n; that quirk is not copied). Each n-gram is identified by a 64-bit
+polynomial hash of its code points instead of its string, so no Python code runs per n-gram:
+measured on the shared data, 2 times faster to fit and 6 times faster to transform (same
+features and non-zeros), and the vocabulary is a small integer array. Two n-grams share a hash
+with a probability below 1e-6 for the few million distinct n-grams of a corpus like ours.
 """
 
 from __future__ import annotations
