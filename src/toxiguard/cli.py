@@ -564,9 +564,13 @@ def monitor_run(
     ] = None,
 ) -> None:
     """Compare the window's traffic with the model's reference; store, alert, maybe retrain."""
-    settings = _settings(monitoring_window_hours=window_hours, retrain_on_drift=retrain)
-    _prefect_environment(settings)
+    from toxiguard import stack
     from toxiguard.monitoring.job import run_monitoring
+
+    settings = stack.attach_to_running_stack(
+        _settings(monitoring_window_hours=window_hours, retrain_on_drift=retrain)
+    )
+    _prefect_environment(settings)
 
     outcome = run_monitoring(settings, version=version)
     data = outcome.to_dict()
@@ -633,9 +637,10 @@ def feedback_import(
 
 @app.command()
 def simulate(
-    url: Annotated[str, typer.Option(help="Base URL of a local API (loopback only).")] = (
-        "http://127.0.0.1:8000"
-    ),
+    url: Annotated[
+        str | None,
+        typer.Option(help="Base URL of a local API (loopback only; default: host and port)."),
+    ] = None,
     data_path: Annotated[
         Path, typer.Option("--data", "-d", help="Comments to replay (CSV/zip/gz/parquet).")
     ] = Path("data/raw/train.csv"),
@@ -647,9 +652,11 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
 ) -> None:
     """Replay real comments to the API (bounded in count and time) to show drift detection."""
+    from toxiguard import stack
     from toxiguard.monitoring.simulate import simulate as run_simulation
 
     settings = get_settings()
+    url = url or stack.api_url(settings)
     keys = settings.api_key_list
     with Progress(
         *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console

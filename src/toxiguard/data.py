@@ -263,6 +263,18 @@ def label_matrix(frame: pd.DataFrame) -> npt.NDArray[np.int8]:
     return frame[list(LABELS)].to_numpy(dtype=np.int8)
 
 
+def text_hashes(texts: Sequence[str]) -> npt.NDArray[np.uint64]:
+    """Return a 64-bit hash of each comment's exact text (which comments a model has seen)."""
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little")
+            for t in texts
+        ),
+        dtype=np.uint64,
+        count=len(texts),
+    )
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
     """Return the sha256 hex digest of id, text and labels, row by row (order-sensitive).
 

@@ -113,9 +113,12 @@ def gate_task(
     prepared: training.PreparedData,
     settings: Settings,
 ) -> tracking.PromotionDecision:
-    """Return the gate's decision: champion only if it beats the champion on this test split."""
+    """Return the gate's decision: champion only if it beats the champion on unseen test rows."""
     return tracking.gate_promotion(
-        settings, version, result.test_mean_roc_auc, training.champion_scorer(prepared.splits)
+        settings,
+        version,
+        result.test_mean_roc_auc,
+        training.head_to_head(prepared.splits, result, settings.promotion_min_test_rows),
     )
 
 

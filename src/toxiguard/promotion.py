@@ -1,8 +1,11 @@
 """Gated promotion of registered versions to champion, manual promotion, rollback, history.
 
-The champion is an MLflow alias. Every decision is written as tags on the version and on its
-run; every change of champion is also appended to the registered model's tags
-(`champion_history.00001`, ...), which is the history that `champion_history` reads back.
+The champion is an MLflow alias. The gate compares the new version with the champion on the
+new job's test comments that the champion never saw (its training and validation comments are
+saved with it as hashes): a retraining job's test split usually holds comments the champion
+was trained on, and scoring it there would favour it. Every decision is written as tags on the
+version and on its run; every change of champion is also appended to the registered model's
+tags (`champion_history.00001`, ...), which is the history that `champion_history` reads back.
 Not safe against two processes promoting the same registered model at the same moment.
 """
 
@@ -47,6 +50,20 @@ class PromotionDecision:
     champion_score: float | None
     margin: float
     reason: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Both models' mean ROC-AUC on the same test comments, and how many there were.
+
+    `champion_score` is None when no fair comparison was possible: fewer test comments than
+    `promotion_min_test_rows` unseen by the champion, or no label with both classes there.
+    """
+
+    new_score: float | None
+    champion_score: float | None
+    rows: int
+    excluded: int
 
 
 def _now() -> str:
@@ -100,9 +117,13 @@ def gate_promotion(
     settings: Settings,
     version: int,
     new_score: float,
-    score_champion: Callable[[ToxicityModel], float],
+    compare: Callable[[ToxicityModel], Comparison],
 ) -> PromotionDecision:
-    """Return the decision after making `version` champion only if it beats the champion's score."""
+    """Return the decision after making `version` champion only if it beats the champion.
+
+    `new_score` is the new version's score on its whole test split (used when there is no
+    champion yet); `compare` scores both on the test comments the champion has not seen.
+    """
     client = connect(settings)
     name = settings.registered_model_name
     margin = settings.promotion_margin
@@ -116,13 +137,25 @@ def gate_promotion(
         promoted, reason = True, "no champion yet"
     else:
         model, _ = load_toxicity_model(f"models:/{name}/{champion}", settings)
-        champion_score = float(score_champion(model))
-        promoted = new_score > champion_score + margin
-        sign = ">" if promoted else "<="
-        reason = (
-            f"score {new_score:.5f} {sign} champion v{champion} {champion_score:.5f} "
-            f"+ margin {margin:g}"
-        )
+        comparison = compare(model)
+        rows = f"on {comparison.rows} test comments"
+        if comparison.excluded:
+            rows += f" ({comparison.excluded} the champion was trained or tuned on left out)"
+        if comparison.new_score is None or comparison.champion_score is None:
+            promoted = False
+            reason = (
+                f"no fair comparison with champion v{champion}: {comparison.rows} test comments "
+                f"it has not seen (at least {settings.promotion_min_test_rows} with both classes "
+                "of a label needed); promote by hand if wanted"
+            )
+        else:
+            new_score, champion_score = comparison.new_score, comparison.champion_score
+            promoted = new_score > champion_score + margin
+            sign = ">" if promoted else "<="
+            reason = (
+                f"score {new_score:.5f} {sign} champion v{champion} {champion_score:.5f} "
+                f"+ margin {margin:g} {rows}"
+            )
     at = _now()
     try:
         _tag_version_and_run(

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(
         0.0, ge=0, description="Mean test ROC-AUC a new version must add over the champion."
     )
+    promotion_min_test_rows: int = Field(
+        200,
+        gt=0,
+        description="Fewest test comments the champion has not seen (in training or validation) "
+        "for the gate to compare; with fewer, the new version stays challenger.",
+    )
 
     # monitoring store and prediction log
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite under home.")

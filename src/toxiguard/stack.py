@@ -207,6 +207,27 @@ def stack_status(settings: Settings) -> StackStatus:
     return StackStatus(pid, services, settings.stack_run_dir / LOG_FILE)
 
 
+def attach_to_running_stack(settings: Settings) -> Settings:
+    """Return the settings pointed at the running local stack's MLflow and Prefect servers.
+
+    Only what is not configured already is filled in, and only while this home's stack runs
+    with that service: so `toxiguard monitor run` next to a running stack tracks on its MLflow
+    server and starts retraining as a run of its served training deployment.
+    """
+    state = _read_state(settings)
+    if not state or not is_alive(int(state["pid"]), str(state["marker"])):
+        return settings
+    services = list(state.get("services", SERVICES))
+    update: dict[str, str] = {}
+    if settings.mlflow_tracking_uri is None and "mlflow" in services:
+        update["mlflow_tracking_uri"] = mlflow_url(settings)
+    if settings.prefect_api_url is None and "flows" in services:
+        update["prefect_api_url"] = prefect_api_url(settings)
+    if update:
+        logger.info("using the running stack: %s", update)
+    return settings.model_copy(update=update) if update else settings
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     """Return the last lines of a text file ("" when missing)."""
     try:
@@ -371,6 +392,7 @@ __all__ = [
     "StackError",
     "StackStatus",
     "api_url",
+    "attach_to_running_stack",
     "deployments_ready",
     "has_champion",
     "health_checks",

@@ -36,6 +36,7 @@ from toxiguard.errors import RegistryError, ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models.base import ToxicityModel
 from toxiguard.promotion import (
+    Comparison,
     PromotionDecision,
     champion_history,
     gate_promotion,
@@ -285,6 +286,7 @@ def log_model_run(
 
 
 __all__ = [
+    "Comparison",
     "PromotionDecision",
     "ToxiguardPyfunc",
     "champion_history",

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
+import numpy.typing as npt
 from matplotlib.figure import Figure
 
 from toxiguard import data, evaluation, tracking
@@ -39,6 +41,7 @@ class Evaluation:
     validation: dict[str, Any]
     test: dict[str, Any]
     figures: dict[str, Figure]
+    test_probabilities: npt.NDArray[np.float64]
 
     @property
     def test_mean_roc_auc(self) -> float:
@@ -144,19 +147,40 @@ def evaluate_model(model: ToxicityModel, splits: data.Splits, title: str) -> Eva
             ),
             "f1_per_label_test.png": evaluation.plot_f1_bars(test_report, f"{title}: F1 on test"),
         },
+        test_probabilities=np.asarray(p_test, dtype=np.float64),
     )
 
 
-def champion_scorer(splits: data.Splits) -> Callable[[ToxicityModel], float]:
-    """Return a function that scores any model by mean ROC-AUC on this job's test split."""
+def head_to_head(
+    splits: data.Splits, result: Evaluation, min_rows: int
+) -> Callable[[ToxicityModel], tracking.Comparison]:
+    """Return the gate's comparison of this job's new model with a champion.
+
+    Both are scored (mean ROC-AUC) on the test comments the champion was neither trained nor
+    tuned on; a champion saved without that record is scored on the whole test split.
+    """
     texts = texts_of(splits.test)
     y_test = data.label_matrix(splits.test)
 
-    def score(model: ToxicityModel) -> float:
-        report = evaluation.evaluate(y_test, model.predict_proba(texts), model.thresholds)
-        return float(report["mean_roc_auc"])
+    def compare(champion: ToxicityModel) -> tracking.Comparison:
+        unseen = np.ones(len(texts), dtype=bool)
+        if champion.seen_texts is not None:
+            unseen = ~np.isin(data.text_hashes(texts), champion.seen_texts)
+        rows, excluded = int(unseen.sum()), int(len(texts) - unseen.sum())
+        if rows < min_rows:
+            return tracking.Comparison(None, None, rows, excluded)
+        kept = [text for text, keep in zip(texts, unseen, strict=True) if keep]
+        champion_report = evaluation.evaluate(
+            y_test[unseen], champion.predict_proba(kept), champion.thresholds
+        )
+        new_report = evaluation.evaluate(
+            y_test[unseen], result.test_probabilities[unseen], champion.thresholds
+        )
+        return tracking.Comparison(
+            new_report["mean_roc_auc"], champion_report["mean_roc_auc"], rows, excluded
+        )
 
-    return score
+    return compare
 
 
 def register_model(
@@ -172,6 +196,8 @@ def register_model(
     from toxiguard.monitoring.reference import reference_for_settings
 
     splits = prepared.splits
+    if model.seen_texts is None:
+        model.seen_texts = data.text_hashes(texts_of(splits.train) + texts_of(splits.validation))
     if model.reference is None:
         model.reference = reference_for_settings(
             model, texts_of(splits.validation), texts_of(splits.train), settings
@@ -232,7 +258,10 @@ def train_family(
             family, model, fit_seconds, result, prepared, settings, params
         )
     decision = tracking.gate_promotion(
-        settings, version, result.test_mean_roc_auc, champion_scorer(prepared.splits)
+        settings,
+        version,
+        result.test_mean_roc_auc,
+        head_to_head(prepared.splits, result, settings.promotion_min_test_rows),
     )
     logger.info("%s: version %d, %s", family, version, decision.reason)
     return ModelResult(family, run_id, version, fit_seconds, result, decision)
@@ -274,9 +303,9 @@ __all__ = [
     "ModelResult",
     "PreparedData",
     "TrainingResult",
-    "champion_scorer",
     "evaluate_model",
     "fit_model",
+    "head_to_head",
     "prepare_data",
     "register_model",
     "run_training",

@@ -249,36 +249,48 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
     weak_score, strong_score = fitted.score(fitted.weak), fitted.score(fitted.strong)
     scored: list[ToxicityModel] = []
 
-    def score_champion(model: ToxicityModel) -> float:
-        scored.append(model)
-        return fitted.score(model)
+    def compare_with(new_score: float) -> Callable[[ToxicityModel], tracking.Comparison]:
+        def compare(champion: ToxicityModel) -> tracking.Comparison:
+            scored.append(champion)
+            return tracking.Comparison(new_score, fitted.score(champion), rows=100, excluded=0)
+
+        return compare
 
     _, v1 = _log(fitted.weak, settings, fitted)
-    first = tracking.gate_promotion(settings, v1, weak_score, score_champion)
+    first = tracking.gate_promotion(settings, v1, weak_score, compare_with(weak_score))
     assert first.promoted and first.champion_before is None and first.reason == "no champion yet"
     assert scored == []
     assert _aliases(settings) == {"champion": v1}
 
     # The same quality again: not better, so not promoted; it becomes the challenger.
     run2, v2 = _log(fitted.weak, settings, fitted)
-    second = tracking.gate_promotion(settings, v2, weak_score, score_champion)
+    second = tracking.gate_promotion(settings, v2, weak_score, compare_with(weak_score))
     assert not second.promoted
     assert second.champion_before == v1
     assert second.champion_score == pytest.approx(weak_score)  # champion re-scored by the caller
     assert len(scored) == 1
     assert _aliases(settings) == {"champion": v1, "challenger": v2}
 
+    # No fair comparison (too few test comments the champion has not seen): not promoted.
+    _, v_unfair = _log(fitted.strong, settings, fitted)
+    unfair = tracking.gate_promotion(
+        settings, v_unfair, strong_score, lambda _: tracking.Comparison(None, None, 12, 388)
+    )
+    assert not unfair.promoted and unfair.champion_score is None
+    assert "no fair comparison with champion v1: 12 test comments" in unfair.reason
+    assert _aliases(settings) == {"champion": v1, "challenger": v_unfair}
+
     # Better, but not by the margin asked for.
     run3, v3 = _log(fitted.strong, settings, fitted)
     strict = settings.model_copy(update={"promotion_margin": strong_score - weak_score + 0.001})
-    third = tracking.gate_promotion(strict, v3, strong_score, score_champion)
+    third = tracking.gate_promotion(strict, v3, strong_score, compare_with(strong_score))
     assert not third.promoted
     assert third.margin == strict.promotion_margin
     assert _aliases(settings) == {"champion": v1, "challenger": v3}
 
     # Better by more than the margin: promoted; it no longer holds the challenger alias.
     loose = settings.model_copy(update={"promotion_margin": strong_score - weak_score - 0.001})
-    fourth = tracking.gate_promotion(loose, v3, strong_score, score_champion)
+    fourth = tracking.gate_promotion(loose, v3, strong_score, compare_with(strong_score))
     assert fourth.promoted
     assert fourth.champion_before == v1
     assert fourth.champion_score == pytest.approx(weak_score)
@@ -301,11 +313,11 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
     assert history[1]["champion_score"] == pytest.approx(weak_score)
 
     listed = tracking.list_versions(settings)
-    assert [row["version"] for row in listed] == [v1, v2, v3]
-    assert [row["aliases"] for row in listed] == [[], [], ["champion"]]
-    assert listed[2]["family"] == FAMILY
-    assert listed[2]["run_id"] == run3
-    assert listed[2]["test_roc_auc_mean"] == pytest.approx(strong_score)
+    assert [row["version"] for row in listed] == [v1, v2, v_unfair, v3]
+    assert [row["aliases"] for row in listed] == [[], [], [], ["champion"]]
+    assert listed[3]["family"] == FAMILY
+    assert listed[3]["run_id"] == run3
+    assert listed[3]["test_roc_auc_mean"] == pytest.approx(strong_score)
 
     champion, info = tracking.load_toxicity_model(
         tracking.resolve_model_uri(None, settings), settings

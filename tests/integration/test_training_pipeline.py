@@ -213,3 +213,49 @@ def test_run_trains_on_the_demo_corpus_when_no_kaggle_file(tmp_path: Path) -> No
     again = _cli("run", "--no-stack", "--data-dir", str(tmp_path / "raw"), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "not retraining" in again.stdout
+
+
+def test_gate_compares_on_test_comments_the_champion_never_saw(
+    shared_sample: pd.DataFrame, settings: Settings, tmp_path: Path
+) -> None:
+    from toxiguard import data, evaluation
+
+    first_csv, all_csv = tmp_path / "first.csv", tmp_path / "all.csv"
+    shared_sample.iloc[:2000].to_csv(first_csv, index=False)
+    shared_sample.to_csv(all_csv, index=False)
+    first = run_training(first_csv, ["complement-nb"], settings).models[0]
+    second = run_training(all_csv, ["complement-nb"], settings)
+    decision = second.models[0].decision
+
+    # The new job's test split holds comments the champion was trained or tuned on: left out.
+    champion, _ = tracking.load_toxicity_model(
+        f"models:/{settings.registered_model_name}/{first.version}", settings
+    )
+    assert champion.seen_texts is not None and len(champion.seen_texts) > 1500
+    test = data.load_splits(second.splits_dir).test
+    texts = test["comment_text"].astype(str).tolist()
+    unseen = ~np.isin(data.text_hashes(texts), champion.seen_texts)
+    assert 0 < unseen.sum() < len(texts)
+    expected = evaluation.evaluate(
+        data.label_matrix(test)[unseen],
+        champion.predict_proba([t for t, keep in zip(texts, unseen, strict=True) if keep]),
+        champion.thresholds,
+    )["mean_roc_auc"]
+    assert decision.champion_score == pytest.approx(expected, abs=1e-9)
+    assert f"on {unseen.sum()} test comments ({(~unseen).sum()} the champion" in decision.reason
+
+
+def test_gate_without_enough_unseen_test_comments_keeps_the_champion(
+    shared_sample: pd.DataFrame, settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "data.csv"
+    shared_sample.iloc[:2000].to_csv(path, index=False)
+    run_training(path, ["complement-nb"], settings)
+    # The same data again: every test comment of the new job was in the champion's test split,
+    # so unseen; ask for more than there are.
+    strict = settings.model_copy(update={"promotion_min_test_rows": 10_000})
+    again = run_training(path, ["tfidf-lr"], strict).models[0]
+    assert not again.decision.promoted
+    assert "no fair comparison with champion v1" in again.decision.reason
+    versions = {v["version"]: v for v in tracking.list_versions(settings)}
+    assert "challenger" in versions[again.version]["aliases"]

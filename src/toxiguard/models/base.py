@@ -17,6 +17,7 @@ from toxiguard.labels import LABELS
 FloatArray = npt.NDArray[np.float64]
 LabelArray = npt.NDArray[np.integer[Any]]
 META_FILE = "toxiguard_model.json"
+SEEN_TEXTS_FILE = "seen_texts.npy"
 
 
 class ToxicityModel(ABC):
@@ -36,6 +37,10 @@ class ToxicityModel(ABC):
         # Monitoring reference (toxiguard.monitoring.reference.MonitoringReference), set by
         # training and saved with the model, so that it travels in the registered artifacts.
         self.reference: Any = None
+        # Hashes of the comments the model was fitted and tuned on (`data.text_hashes`), set by
+        # training and saved with the model, so that the promotion gate can compare a later
+        # model with this one on test comments neither has seen.
+        self.seen_texts: npt.NDArray[np.uint64] | None = None
 
     @abstractmethod
     def fit(
@@ -81,6 +86,8 @@ class ToxicityModel(ABC):
         self.save_state(path)
         if self.reference is not None:
             self.reference.save(path)
+        if self.seen_texts is not None:
+            np.save(path / SEEN_TEXTS_FILE, self.seen_texts)
         return path
 
     @classmethod
@@ -97,4 +104,6 @@ class ToxicityModel(ABC):
         model.labels = tuple(meta["labels"])
         model.thresholds = np.asarray(meta["thresholds"], dtype=np.float64)
         model.load_state(path)
+        if (path / SEEN_TEXTS_FILE).is_file():
+            model.seen_texts = np.load(path / SEEN_TEXTS_FILE)
         return model
