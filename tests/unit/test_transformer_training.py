@@ -8,6 +8,7 @@ training, real checkpoints, real ONNX export and ONNX Runtime sessions.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -284,13 +285,14 @@ def test_early_stopping_keeps_the_best_epoch(tiny_backbone: Path) -> None:
 
 
 def test_losses_and_validation_metrics_go_to_an_active_mlflow_run(
-    tiny_backbone: Path, tmp_path: Path
+    tiny_backbone: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import mlflow
 
     texts, labels = _corpus(32)
     inputs, pad_id = _inputs(tiny_backbone, texts)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    caplog.set_level("INFO", logger="toxiguard.models.transformer_training")
     with mlflow.start_run() as run:
         train_loop(
             _tiny_model(tiny_backbone),
@@ -308,6 +310,13 @@ def test_losses_and_validation_metrics_go_to_an_active_mlflow_run(
     epochs = client.get_metric_history(run.info.run_id, "val_mean_roc_auc")
     assert [m.step for m in epochs] == [1, 2]
     assert client.get_metric_history(run.info.run_id, "val_roc_auc_toxic")
+    # Without a progress bar, the same steps are logged as lines with counts and ETA.
+    progress = [r.getMessage() for r in caplog.records if ": batch " in r.getMessage()]
+    assert len(progress) == 8
+    assert re.fullmatch(
+        r"epoch 1/2: batch 2/8, loss \d+\.\d{4}, \d+\.\d samples/s, ETA \d\d:\d\d:\d\d", progress[0]
+    ), progress[0]
+    assert progress[-1].startswith("epoch 2/2: batch 8/8") and progress[-1].endswith("ETA 00:00:00")
 
 
 # ----------------------------------------------------------- the model family

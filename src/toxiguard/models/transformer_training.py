@@ -379,7 +379,8 @@ class _Trainer:
                 loss=float("nan"),
                 rate=0.0,
             )
-            for index in range(state.batches_done, len(batches)):
+            first = state.batches_done
+            for index in range(first, len(batches)):
                 update = (index + 1) % config.grad_accum_steps == 0 or index + 1 == len(batches)
                 loss = self.step(inputs, targets, batches[index], update)
                 loss_sum, loss_count = loss_sum + loss, loss_count + 1
@@ -392,6 +393,11 @@ class _Trainer:
                     lr = self.scheduler.get_last_lr()[0]
                     metrics = {"train_loss": loss_sum / loss_count, "learning_rate": lr}
                     _mlflow_log(metrics, state.optimizer_steps)
+                    if progress.disable:  # no bar (not a terminal): a log line instead
+                        seconds_per_batch = (time.perf_counter() - started) / (index + 1 - first)
+                        eta = seconds_per_batch * (len(batches) - index - 1)
+                        position = (epoch + 1, config.epochs, index + 1, len(batches))
+                        _log_progress(position, metrics["train_loss"], rate, eta)
                     loss_sum, loss_count = 0.0, 0
                 every = config.checkpoint_every_steps
                 if update and every > 0 and state.optimizer_steps % every == 0:
@@ -446,6 +452,19 @@ class _Trainer:
             load_weights(self.model, best)
         elif self.best_in_memory is not None:
             self.model.load_state_dict(self.best_in_memory)
+
+
+def _log_progress(
+    position: tuple[int, int, int, int], loss: float, rate: float, eta_s: float
+) -> None:
+    """Log where training is, for logs without a progress bar (a file, CI, a Prefect worker)."""
+    logger.info(
+        "epoch %d/%d: batch %d/%d, loss %.4f, %.1f samples/s, ETA %s",
+        *position,
+        loss,
+        rate,
+        time.strftime("%H:%M:%S", time.gmtime(eta_s)),
+    )
 
 
 def _progress(show: bool | None) -> Any:
