@@ -199,6 +199,12 @@ class Settings(BaseSettings):
     alert_webhook_retries: int = Field(
         3, ge=0, description="Retries of a failed webhook delivery (with growing waits)."
     )
+    alert_redelivery_hours: float = Field(
+        24.0,
+        ge=0,
+        description="Alerts whose webhook delivery failed are sent again by later monitoring "
+        "runs for this many hours (0: never).",
+    )
     retrain_on_drift: bool = Field(
         True,
         description="A drift alert past its cool-down starts the training flow (on the training "

@@ -181,7 +181,7 @@ def test_monitoring_run_stores_reports_and_alerts_once(
     assert any(path.endswith(".html") for path in artifacts)
 
 
-def test_webhook_down_does_not_fail_the_job(
+def test_webhook_down_does_not_fail_the_job_and_a_later_run_resends(
     trained: tuple[Settings, ToxicityModel],
     parts: tuple[pd.DataFrame, pd.DataFrame],
     engine: Engine,
@@ -206,6 +206,22 @@ def test_webhook_down_does_not_fail_the_job(
         rows = connection.execute(select(alerts)).mappings().all()
     assert rows and not any(row["delivered"] for row in rows)
     assert all("Connect" in str(row["delivery_error"]) for row in rows)
+
+    # The webhook is back: the next run (the same drift, held by the cool-down) sends the
+    # undelivered alerts again, once.
+    with webhook_receiver() as receiver:
+        settings = settings.model_copy(update={"alert_webhook_url": receiver.url})
+        later = run_monitoring(settings, now=now + timedelta(minutes=10))
+        assert later.alerts == [] and later.suppressed
+        assert later.redelivery is not None and later.redelivery.delivered
+        assert len(receiver.received) == 1
+        text = receiver.received[0]["text"]
+        assert f"toxiguard: {len(rows)} monitoring alert" in text and "re-sent" in text
+        assert all(row["message"] in text for row in rows)
+        run_monitoring(settings, now=now + timedelta(minutes=20))
+        assert len(receiver.received) == 1
+    with engine.connect() as connection:
+        assert all(row["delivered"] for row in connection.execute(select(alerts)).mappings())
 
 
 def test_too_few_rows_is_stored_as_insufficient_data(

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 
 from toxiguard.monitoring.drift import OK, DriftResult
 from toxiguard.monitoring.tables import alerts as alerts_table
@@ -57,6 +57,10 @@ class Delivery:
     delivered: bool
     attempts: int
     error: str | None = None
+
+
+# The delivery error stored for alerts raised while no webhook was configured (not re-sent).
+NO_WEBHOOK: Final = "no webhook configured"
 
 
 def evaluate_rules(
@@ -206,6 +210,64 @@ def deliver(url: str, payload: dict[str, Any], timeout_s: float, retries: int) -
     return Delivery(False, attempts, error)
 
 
+def redeliver(engine: Engine, settings: Settings, now: datetime) -> Delivery | None:
+    """Send again, in one message, the recent alerts whose webhook delivery failed.
+
+    Alerts raised while no webhook was configured are not sent. On success they are marked
+    delivered; on failure they stay as they are for the next run. Never raises.
+    """
+    if not settings.alert_webhook_url or settings.alert_redelivery_hours <= 0:
+        return None
+    since = now - timedelta(hours=settings.alert_redelivery_hours)
+    query = (
+        select(alerts_table)
+        .where(
+            alerts_table.c.delivered.is_(False),
+            alerts_table.c.delivery_error != NO_WEBHOOK,
+            alerts_table.c.created_at >= since,
+        )
+        .order_by(alerts_table.c.id)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    if not rows:
+        return None
+    failed = [
+        Alert(
+            row["rule"],
+            row["alert_key"],
+            row["severity"],
+            f"{row['message']} (raised {_aware(row['created_at']):%Y-%m-%d %H:%M} UTC)",
+            row["value"],
+            row["threshold"],
+            row["model_version"],
+        )
+        for row in rows
+    ]
+    payload = slack_payload(failed, {"re-sent": "earlier delivery failed"})
+    delivery = deliver(
+        settings.alert_webhook_url,
+        payload,
+        settings.alert_webhook_timeout_seconds,
+        settings.alert_webhook_retries,
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            update(alerts_table)
+            .where(alerts_table.c.id.in_([row["id"] for row in rows]))
+            .values(
+                delivered=delivery.delivered,
+                delivery_error=None if delivery.delivered else delivery.error,
+            )
+        )
+    logger.info(
+        "re-sent %d undelivered alert(s): %s",
+        len(rows),
+        "delivered" if delivery.delivered else delivery.error,
+    )
+    return delivery
+
+
 def store_alerts(
     engine: Engine,
     raised: Sequence[Alert],
@@ -229,7 +291,7 @@ def store_alerts(
                 "threshold": alert.threshold,
                 "model_version": alert.model_version,
                 "delivered": bool(delivery and delivery.delivered),
-                "delivery_error": delivery.error if delivery else "no webhook configured",
+                "delivery_error": delivery.error if delivery else NO_WEBHOOK,
                 "retraining": (retraining or {}).get(alert.key),
             }
             key = connection.execute(insert(alerts_table).values(**row)).inserted_primary_key
@@ -242,6 +304,7 @@ __all__ = [
     "DRIFT_RULE",
     "FLAGGED_RULE",
     "MISSING_RULE",
+    "NO_WEBHOOK",
     "QUALITY_RULE",
     "RETRAIN_RULES",
     "Alert",
@@ -250,6 +313,7 @@ __all__ = [
     "deliver",
     "evaluate_rules",
     "last_raised",
+    "redeliver",
     "slack_payload",
     "store_alerts",
 ]

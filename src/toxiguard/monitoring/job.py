@@ -55,6 +55,7 @@ class MonitoringOutcome:
     alerts: list[alerting.Alert] = field(default_factory=list)
     suppressed: list[alerting.Alert] = field(default_factory=list)
     delivery: alerting.Delivery | None = None
+    redelivery: alerting.Delivery | None = None
     retraining: dict[str, Any] | None = None
     mlflow_run_id: str | None = None
 
@@ -80,6 +81,7 @@ class MonitoringOutcome:
             "alerts": [alert.to_dict() for alert in self.alerts],
             "suppressed_alerts": [alert.to_dict() for alert in self.suppressed],
             "webhook": None if self.delivery is None else vars(self.delivery),
+            "webhook_redelivery": None if self.redelivery is None else vars(self.redelivery),
             "retraining": self.retraining,
             "mlflow_run_id": self.mlflow_run_id,
         }
@@ -336,7 +338,9 @@ def _raise_alerts(
     now: datetime,
     retrainer: Retrainer,
 ) -> None:
-    """Evaluate the rules, hold repeats within the cool-down, deliver, retrain, store."""
+    """Re-send failed deliveries; evaluate the rules, hold repeats within the cool-down, deliver,
+    retrain, store."""
+    outcome.redelivery = alerting.redeliver(engine, settings, now)
     live_auc = (outcome.live or {}).get("mean_roc_auc")
     baseline = (
         _baseline_roc_auc(settings, outcome.model_version)
