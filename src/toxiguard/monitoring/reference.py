@@ -25,6 +25,7 @@ import pandas as pd
 
 from toxiguard.errors import ModelNotFoundError
 from toxiguard.labels import LABELS
+from toxiguard.monitoring.store import FLAG_COLUMNS, SCORE_COLUMNS, STAT_COLUMNS
 from toxiguard.text import text_statistics
 
 if TYPE_CHECKING:
@@ -39,10 +40,7 @@ REFERENCE_FILE: Final = "reference.parquet"
 VOCABULARY_FILE: Final = "vocabulary.txt"
 META_FILE: Final = "reference.json"
 
-STAT_COLUMNS: Final = ("length", "words", "upper_share", "non_letter_share")
 OOV_COLUMN: Final = "oov_share"
-SCORE_COLUMNS: Final = tuple(f"score_{label}" for label in LABELS)
-FLAG_COLUMNS: Final = tuple(f"flag_{label}" for label in LABELS)
 TEXT_COLUMN: Final = "text"
 
 # Words are runs of letters (any script), compared in lower case.
