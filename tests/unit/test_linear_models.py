@@ -248,3 +248,44 @@ def test_fitting_is_reproducible(corpus: pd.DataFrame) -> None:
     first = create_model("tfidf-svm", **SMALL).fit(texts, labels).predict_proba(texts[:50])
     second = create_model("tfidf-svm", **SMALL).fit(texts, labels).predict_proba(texts[:50])
     np.testing.assert_array_equal(first, second)
+
+
+def _per_label(model: LinearTextModel, texts: list[str]) -> np.ndarray:
+    """Return each estimator's own positive probability (the path without the stacked head;
+    NB-SVM's scales float32 features there, so the two agree to about 1e-6)."""
+    assert model.featurizer is not None
+    features = model.featurizer.transform(texts)
+    return np.column_stack([e.predict_proba(features)[:, 1] for e in model.estimators])
+
+
+@pytest.mark.parametrize("family", ["tfidf-lr", "nbsvm"])
+def test_stacked_head_scores_like_the_per_label_estimators(
+    family: str, fitted: dict[str, ToxicityModel], corpus: pd.DataFrame, tmp_path: Path
+) -> None:
+    model = fitted[family]
+    assert isinstance(model, LinearTextModel) and model.head is not None
+    texts, _ = held_out(corpus)
+    np.testing.assert_allclose(model.predict_proba(texts), _per_label(model, texts), atol=1e-5)
+    loaded = ToxicityModel.load(model.save(tmp_path / family))
+    assert isinstance(loaded, LinearTextModel) and loaded.head is not None
+    np.testing.assert_allclose(loaded.predict_proba(texts[:1]), model.predict_proba(texts[:1]))
+
+
+def test_stacked_head_keeps_a_constant_label(corpus: pd.DataFrame) -> None:
+    texts = corpus[TEXT_COLUMN].tolist()[:300]
+    labels = label_matrix(corpus)[:300].copy()
+    labels[:, LABELS.index("threat")] = 1
+    model = create_model("nbsvm", **SMALL).fit(texts, labels)
+    assert isinstance(model, LinearTextModel) and model.head is not None
+    np.testing.assert_allclose(
+        model.predict_proba(texts[:20]), _per_label(model, texts[:20]), atol=1e-5
+    )
+    np.testing.assert_array_equal(model.predict_proba(texts[:5])[:, LABELS.index("threat")], 1.0)
+
+
+@pytest.mark.parametrize("family", ["tfidf-svm", "complement-nb"])
+def test_other_estimators_score_label_by_label(
+    family: str, fitted: dict[str, ToxicityModel]
+) -> None:
+    model = fitted[family]
+    assert isinstance(model, LinearTextModel) and model.head is None

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from joblib import Parallel, delayed
+from scipy.special import expit, logit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -88,6 +89,36 @@ class NBLogistic:
         return proba
 
 
+def stacked_logistic_head(estimators: Sequence[Any]) -> tuple[FloatArray, FloatArray] | None:
+    """Return (weights (d, labels), biases) such that sigmoid(X @ weights + biases) gives every
+    label's positive probability, when each label is a binary (NB-)logistic regression or a
+    constant; None otherwise (e.g. calibrated SVMs, naive Bayes).
+
+    One sparse-dense product then scores all labels: for a single comment, the per-label
+    `predict_proba` calls spend most of their time in scikit-learn's input checks.
+    """
+    weights: list[FloatArray] = []
+    biases: list[float] = []
+    for estimator in estimators:
+        classifier = estimator.classifier if isinstance(estimator, NBLogistic) else estimator
+        if isinstance(classifier, LogisticRegression) and classifier.coef_.shape[0] == 1:
+            coef = classifier.coef_[0].astype(np.float64)
+            if isinstance(estimator, NBLogistic):
+                coef = coef * estimator.ratios.astype(np.float64)
+            weights.append(coef)
+            biases.append(float(classifier.intercept_[0]))
+        elif isinstance(estimator, ConstantClassifier):
+            weights.append(np.zeros(0))  # filled in below, once the width is known
+            biases.append(float(logit(estimator.rate)))  # +-inf for a rate of 1 or 0
+        else:
+            return None
+    width = max((len(w) for w in weights), default=0)
+    if width == 0:  # constants only: nothing to stack
+        return None
+    matrix = np.column_stack([w if len(w) else np.zeros(width) for w in weights])
+    return matrix, np.asarray(biases, dtype=np.float64)
+
+
 class LinearTextModel(ToxicityModel):
     """TF-IDF features (shared code, `TfidfFeaturizer`) and one linear classifier per label.
 
@@ -121,6 +152,8 @@ class LinearTextModel(ToxicityModel):
         TfidfFeaturizer(self.params)  # raises ToxiguardError for bad feature params
         self.featurizer: TfidfFeaturizer | None = None
         self.estimators: list[Any] = []
+        # All labels as one product, where the estimators allow it (`stacked_logistic_head`).
+        self.head: tuple[FloatArray, FloatArray] | None = None
 
     def label_param(self, name: str, label: str) -> Any:
         """Return a param that may be one value or a mapping label -> value, for one label."""
@@ -153,6 +186,7 @@ class LinearTextModel(ToxicityModel):
             delayed(self._fit_label)(features, target[:, j], j) for j in range(len(self.labels))
         )
         self.featurizer = featurizer
+        self.head = stacked_logistic_head(self.estimators)
         if validation is not None:
             self._log_validation(validation)
         return self
@@ -185,6 +219,9 @@ class LinearTextModel(ToxicityModel):
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float64)
         features = self.featurizer.transform(texts)
+        if self.head is not None:
+            weights, biases = self.head
+            return np.asarray(expit(features @ weights + biases), dtype=np.float64)
         columns = [estimator.predict_proba(features)[:, 1] for estimator in self.estimators]
         return np.clip(np.column_stack(columns).astype(np.float64), 0.0, 1.0)
 
@@ -203,6 +240,7 @@ class LinearTextModel(ToxicityModel):
         state = joblib.load(path)
         self.featurizer = state["featurizer"]
         self.estimators = list(state["estimators"])
+        self.head = stacked_logistic_head(self.estimators)
 
 
 # Measured on the shared data (benchmarks/README.md): lbfgs reaches liblinear's validation ROC-AUC
