@@ -18,6 +18,7 @@ from toxiguard import data, evaluation, tracking
 from toxiguard.labels import TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
 from toxiguard.models.blend import BlendModel
+from toxiguard.models.linear import LinearTextModel
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,24 @@ def texts_of(frame: Any) -> list[str]:
     return [str(text) for text in frame[TEXT_COLUMN].tolist()]
 
 
+def blend_members(fitted: Mapping[str, ToxicityModel], splits: data.Splits) -> list[str]:
+    """Return the default blend of a job: the transformer and the job's best TF-IDF model by
+    validation mean ROC-AUC (`tfidf-lr` when the job fitted none)."""
+    tfidf = {name: model for name, model in fitted.items() if isinstance(model, LinearTextModel)}
+    if not tfidf:
+        return ["transformer", "tfidf-lr"]
+    texts, truth = texts_of(splits.validation), data.label_matrix(splits.validation)
+
+    def validation_auc(name: str) -> float:
+        model = tfidf[name]
+        report = evaluation.evaluate(truth, model.predict_proba(texts), model.thresholds)
+        return float(report["mean_roc_auc"] or 0.0)
+
+    best = max(sorted(tfidf), key=validation_auc)
+    logger.info("blend: members transformer and %s (best TF-IDF model on validation)", best)
+    return ["transformer", best]
+
+
 def fit_model(
     family: str,
     splits: data.Splits,
@@ -118,7 +137,10 @@ def fit_model(
 
     A blend reuses the members in `fitted` (models of this job, fitted on the same split).
     """
-    model = create_model(family, **dict(params or {}))
+    params = dict(params or {})
+    if family == BlendModel.family and "members" not in params and fitted:
+        params["members"] = blend_members(fitted, splits)
+    model = create_model(family, **params)
     if isinstance(model, BlendModel) and fitted:
         model.use_fitted(fitted)
     started = time.perf_counter()

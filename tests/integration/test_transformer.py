@@ -25,6 +25,7 @@ from toxiguard.models import create_model
 from toxiguard.models.onnx_runtime import roc_auc_metrics
 from toxiguard.models.transformer import ONNX_FILES, TransformerModel
 from toxiguard.models.windows import Windows, head_windows
+from toxiguard.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -196,6 +197,73 @@ def test_saved_model_loads_in_a_fresh_process_with_the_same_probabilities(
     probs = np.load(tmp_path / "probs.npy")
     assert probs.shape == (len(texts), len(LABELS))
     np.testing.assert_allclose(probs, expected, atol=1e-6)
+
+
+REGISTRY_SCRIPT = """
+import json, sys
+import mlflow
+model = mlflow.pyfunc.load_model("models:/toxiguard@champion")
+texts = json.loads(open(sys.argv[1]).read())
+out = model.predict(texts)
+inner = model.unwrap_python_model().model
+print(json.dumps({
+    "columns": list(out.columns),
+    "probabilities": out.to_numpy().tolist(),
+    "runtime": inner.params["runtime"],
+    "torch_imported": "torch" in sys.modules,
+}))
+"""
+
+
+def test_trains_registers_and_serves_from_the_registry_as_int8(
+    shared_train: pd.DataFrame, settings: Settings, tmp_path: Path
+) -> None:
+    from toxiguard.training import run_training
+
+    data = tmp_path / "train.csv"
+    _subset(shared_train, 600, np.random.default_rng(7)).to_csv(data, index=False)
+    params = {
+        "transformer": {
+            "epochs": 1,
+            "max_length": 64,
+            "batch_size": 8,
+            "learning_rate": 4e-4,
+            "window_stride": 16,
+            "seed": 0,
+            "progress": False,
+            # 60 validation rows: a single swapped pair moves the mean ROC-AUC by ~0.002.
+            "max_auc_loss": 0.05,
+        }
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = run_training(data, ["transformer"], settings, params)
+    finally:
+        torch.set_num_threads(threads)
+    (item,) = result.models
+    assert item.decision.promoted and result.champion_version == item.version
+    assert 0.5 < item.evaluation.test_mean_roc_auc <= 1.0
+
+    texts = [*_texts(shared_train.iloc[:5]), INSULT]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", REGISTRY_SCRIPT, str(tmp_path / "texts.json")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    assert served["columns"] == list(LABELS)
+    assert served["runtime"] == "onnx-int8" and served["torch_imported"] is False
+    probabilities = np.asarray(served["probabilities"])
+    assert probabilities.shape == (len(texts), len(LABELS))
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
 
 
 DDP_SCRIPT = """

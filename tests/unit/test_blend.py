@@ -129,3 +129,25 @@ def test_blend_holds_out_validation_when_none_is_given() -> None:
     blend: Any = BlendModel(members=["keyword-test", "tfidf-lr"], weight_step=0.5)
     blend.fit(texts, labels)
     assert blend.distributions["tfidf-lr"].shape[0] < 300 * 0.3
+
+
+def test_a_jobs_blend_takes_the_transformer_and_its_best_tfidf_model() -> None:
+    from toxiguard import data, training
+    from toxiguard.demo import make_demo_corpus
+
+    splits = data.split_dataset(
+        make_demo_corpus(900, seed=5), seed=0, validation_size=0.2, test_size=0.1
+    )
+    small = {"word_max_features": 3_000, "char_max_features": 3_000}
+    fitted = {
+        family: training.fit_model(family, splits, small)[0]
+        for family in ("complement-nb", "tfidf-lr")
+    }
+    # A useless TF-IDF model: its labels were shuffled across rows.
+    order = np.random.default_rng(0).permutation(len(splits.train))
+    shuffled = data.label_matrix(splits.train)[order]
+    fitted["nbsvm"] = create_model("nbsvm", **small).fit(training.texts_of(splits.train), shuffled)
+    best = training.blend_members(fitted, splits)
+    assert best[0] == "transformer" and best[1] in {"complement-nb", "tfidf-lr"}
+    assert training.blend_members({"nbsvm": fitted["nbsvm"]}, splits) == ["transformer", "nbsvm"]
+    assert training.blend_members({}, splits) == ["transformer", "tfidf-lr"]
