@@ -7,6 +7,7 @@ table, then checks that the prediction log holds exactly one row per comment sco
     python benchmarks/serving.py                      # trains a tfidf-lr champion first
     python benchmarks/serving.py --home .toxiguard    # serves the champion already there
     python benchmarks/serving.py --microbatch both    # compares micro-batching on and off
+    python benchmarks/serving.py --model-dir DIR      # serves a saved model (e.g. a transformer)
 
 Each cell is bounded by --requests and --seconds. The clients are light asyncio loops on raw
 HTTP/1.1 keep-alive connections, but they share the machine's cores with the server.
@@ -103,6 +104,31 @@ def train_champion(home: Path, family: str, rows: int) -> None:
     run_training(
         data, [family], Settings.model_validate({"home": home, "mlflow_tracking_uri": uri})
     )
+
+
+def register_saved(home: Path, model_dir: Path) -> None:
+    """Register a saved model (e.g. the transformer benchmark's) as champion in `home`."""
+    from toxiguard import tracking
+    from toxiguard.models import ToxicityModel
+    from toxiguard.settings import Settings
+
+    settings = Settings.model_validate(
+        {"home": home, "mlflow_tracking_uri": f"sqlite:///{home / 'mlflow.db'}"}
+    )
+    model = ToxicityModel.load(model_dir)
+    _, version = tracking.log_model_run(
+        model,
+        settings=settings,
+        run_name=f"{model.family} (saved)",
+        params={"family": model.family, "source_dir": str(model_dir)},
+        metrics={},
+        reports={},
+        figures={},
+        dataset_source=str(model_dir),
+        dataset_fingerprint="saved-model",
+        splits_dir=None,
+    )
+    tracking.promote(settings, version, reason="serving benchmark")
 
 
 def start_server(
@@ -233,6 +259,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, help="TOXIGUARD_HOME with a champion already.")
     parser.add_argument("--family", default="tfidf-lr", help="Family to train without --home.")
+    parser.add_argument(
+        "--model-dir", type=Path, help="Serve this saved model (registered as champion first)."
+    )
     parser.add_argument("--train-rows", type=int, default=0, help="Train on a sample (0: all).")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 32])
@@ -243,7 +272,9 @@ def main() -> None:
     args = parser.parse_args()
 
     home = args.home.resolve() if args.home else Path(tempfile.mkdtemp(prefix="tg-bench-"))
-    if args.home is None:
+    if args.model_dir is not None:
+        register_saved(home, args.model_dir.resolve())
+    elif args.home is None:
         train_champion(home, args.family, args.train_rows)
     texts = comments(max(4000, 32 * 64))
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.microbatch]
