@@ -65,9 +65,10 @@ def fit_task(
     prepared: training.PreparedData,
     params: dict[str, Any] | None,
     fitted: dict[str, ToxicityModel],
+    settings: Settings,
 ) -> tuple[ToxicityModel, float]:
     """Return the fitted model of `family` and the seconds its fit took."""
-    return training.fit_model(family, prepared.splits, params, fitted)
+    return training.fit_model(family, prepared.splits, params, fitted, settings.blend_tfidf_members)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
@@ -209,16 +210,17 @@ def training_flow(
     results: list[training.ModelResult] = []
     for family in training.training_order(models or settings.training_models):
         family_params = (params or {}).get(family)
-        model, seconds = fit_task.with_options(task_run_name=f"fit-{family}")(
-            family, prepared, family_params, fitted
-        )
-        fitted[family] = model
-        evaluated = evaluate_task.with_options(task_run_name=f"evaluate-{family}")(
-            family, model, prepared
-        )
-        run_id, version = register_task.with_options(task_run_name=f"register-{family}")(
-            family, model, seconds, evaluated, prepared, settings, family_params
-        )
+        with training.family_run(family, settings):
+            model, seconds = fit_task.with_options(task_run_name=f"fit-{family}")(
+                family, prepared, family_params, fitted, settings
+            )
+            fitted[family] = model
+            evaluated = evaluate_task.with_options(task_run_name=f"evaluate-{family}")(
+                family, model, prepared
+            )
+            run_id, version = register_task.with_options(task_run_name=f"register-{family}")(
+                family, model, seconds, evaluated, prepared, settings, family_params
+            )
         decision = gate_task.with_options(task_run_name=f"gate-{family}-v{version}")(
             version, evaluated, prepared, settings
         )

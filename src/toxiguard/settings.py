@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(
         0.0, ge=0, description="Mean test ROC-AUC a new version must add over the champion."
     )
+    blend_tfidf_members: int = Field(
+        3,
+        ge=1,
+        description="A training job's blend: the transformer and this many of the job's best "
+        "TF-IDF models by validation ROC-AUC (benchmarks/README.md: 3 beat 1 by 0.0008).",
+    )
     promotion_min_test_rows: int = Field(
         200,
         gt=0,

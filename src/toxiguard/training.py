@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,11 @@ def texts_of(frame: Any) -> list[str]:
     return [str(text) for text in frame[TEXT_COLUMN].tolist()]
 
 
-def blend_members(fitted: Mapping[str, ToxicityModel], splits: data.Splits) -> list[str]:
-    """Return the default blend of a job: the transformer and the job's best TF-IDF model by
-    validation mean ROC-AUC (`tfidf-lr` when the job fitted none)."""
+def blend_members(
+    fitted: Mapping[str, ToxicityModel], splits: data.Splits, tfidf_members: int
+) -> list[str]:
+    """Return the default blend of a job: the transformer and the job's `tfidf_members` best
+    TF-IDF models by validation mean ROC-AUC (`tfidf-lr` when the job fitted none)."""
     tfidf = {name: model for name, model in fitted.items() if isinstance(model, LinearTextModel)}
     if not tfidf:
         return ["transformer", "tfidf-lr"]
@@ -122,9 +125,9 @@ def blend_members(fitted: Mapping[str, ToxicityModel], splits: data.Splits) -> l
         report = evaluation.evaluate(truth, model.predict_proba(texts), model.thresholds)
         return float(report["mean_roc_auc"] or 0.0)
 
-    best = max(sorted(tfidf), key=validation_auc)
-    logger.info("blend: members transformer and %s (best TF-IDF model on validation)", best)
-    return ["transformer", best]
+    best = sorted(sorted(tfidf), key=validation_auc, reverse=True)[:tfidf_members]
+    logger.info("blend: members transformer and %s (best TF-IDF on validation)", ", ".join(best))
+    return ["transformer", *best]
 
 
 def fit_model(
@@ -132,14 +135,17 @@ def fit_model(
     splits: data.Splits,
     params: Mapping[str, Any] | None = None,
     fitted: Mapping[str, ToxicityModel] | None = None,
+    blend_tfidf_members: int = 3,
 ) -> tuple[ToxicityModel, float]:
     """Return a model of `family` fitted on the training split, and the seconds it took.
 
-    A blend reuses the members in `fitted` (models of this job, fitted on the same split).
+    A blend reuses the members in `fitted` (models of this job, fitted on the same split) and,
+    unless its params name members, takes the transformer and the best `blend_tfidf_members`
+    TF-IDF models among them.
     """
     params = dict(params or {})
     if family == BlendModel.family and "members" not in params and fitted:
-        params["members"] = blend_members(fitted, splits)
+        params["members"] = blend_members(fitted, splits, blend_tfidf_members)
     model = create_model(family, **params)
     if isinstance(model, BlendModel) and fitted:
         model.use_fitted(fitted)
@@ -257,6 +263,15 @@ def register_model(
     )
 
 
+@contextlib.contextmanager
+def family_run(family: str, settings: Settings) -> Iterator[None]:
+    """Keep one MLflow run open for a family's fit, evaluation and registration, so that a
+    model can log its training curves (e.g. the transformer's loss) into it while it fits."""
+    tracking.configure_mlflow(settings)
+    with mlflow.start_run(run_name=family):
+        yield
+
+
 def train_family(
     family: str,
     prepared: PreparedData,
@@ -269,10 +284,10 @@ def train_family(
     When `fitted` is given, the fitted model is added to it for later blends of the same job.
     """
     logger.info("training %s on %d rows", family, len(prepared.splits.train))
-    tracking.configure_mlflow(settings)
-    # The run is open while the model fits, so that a model can log its training curves to it.
-    with mlflow.start_run(run_name=family):
-        model, fit_seconds = fit_model(family, prepared.splits, params, fitted)
+    with family_run(family, settings):
+        model, fit_seconds = fit_model(
+            family, prepared.splits, params, fitted, settings.blend_tfidf_members
+        )
         if fitted is not None:
             fitted[family] = model
         result = evaluate_model(model, prepared.splits, family)

@@ -147,7 +147,10 @@ def test_a_jobs_blend_takes_the_transformer_and_its_best_tfidf_model() -> None:
     order = np.random.default_rng(0).permutation(len(splits.train))
     shuffled = data.label_matrix(splits.train)[order]
     fitted["nbsvm"] = create_model("nbsvm", **small).fit(training.texts_of(splits.train), shuffled)
-    best = training.blend_members(fitted, splits)
-    assert best[0] == "transformer" and best[1] in {"complement-nb", "tfidf-lr"}
-    assert training.blend_members({"nbsvm": fitted["nbsvm"]}, splits) == ["transformer", "nbsvm"]
-    assert training.blend_members({}, splits) == ["transformer", "tfidf-lr"]
+    best_two = training.blend_members(fitted, splits, 2)
+    assert best_two[0] == "transformer" and sorted(best_two[1:]) == ["complement-nb", "tfidf-lr"]
+    assert len(training.blend_members(fitted, splits, 1)) == 2
+    assert sorted(training.blend_members(fitted, splits, 5)[1:]) == sorted(fitted)
+    only = {"nbsvm": fitted["nbsvm"]}
+    assert training.blend_members(only, splits, 3) == ["transformer", "nbsvm"]
+    assert training.blend_members({}, splits, 3) == ["transformer", "tfidf-lr"]
