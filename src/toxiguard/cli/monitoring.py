@@ -1,0 +1,160 @@
+"""Commands that watch the served model: monitoring runs, feedback, simulated traffic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import MofNCompleteColumn, Progress
+from rich.table import Table
+
+from toxiguard.cli.common import console, error_console, prefect_environment, settings_with
+from toxiguard.settings import get_settings
+
+commands = typer.Typer()
+monitor_app = typer.Typer(help="Drift, live quality and alerts on the served model's traffic.")
+feedback_app = typer.Typer(help="True labels of logged predictions.")
+
+
+@monitor_app.command("run")
+def monitor_run(
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the run's result (JSON) here.")
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(help="Model version to check (default: the one serving the window)."),
+    ] = None,
+    window_hours: Annotated[
+        float | None, typer.Option(help="Window length in hours (default: settings).")
+    ] = None,
+    retrain: Annotated[
+        bool | None,
+        typer.Option(
+            "--retrain/--no-retrain", help="Start retraining on a drift alert (default: settings)."
+        ),
+    ] = None,
+) -> None:
+    """Compare the window's traffic with the model's reference; store, alert, maybe retrain."""
+    from toxiguard import stack
+    from toxiguard.monitoring.job import run_monitoring
+
+    settings = stack.attach_to_running_stack(
+        settings_with(monitoring_window_hours=window_hours, retrain_on_drift=retrain)
+    )
+    prefect_environment(settings)
+
+    outcome = run_monitoring(settings, version=version)
+    data = outcome.to_dict()
+    table = Table(title=f"Monitoring run {outcome.run_id}: {data['status']}", show_edge=False)
+    table.add_column("column")
+    table.add_column("method")
+    table.add_column("score", justify="right")
+    table.add_column("drifted")
+    for column in outcome.result.columns:
+        score = "n/a" if column.score is None else f"{column.score:.4g}"
+        table.add_row(
+            column.column, column.method, score, "[bold red]yes[/]" if column.drifted else ""
+        )
+    console.print(table)
+    console.print(data["message"])
+    if data["drift_score"] is not None:
+        console.print(
+            f"drift_score {data['drift_score']:.3f}, missing_share {data['missing_share']:.4f}, "
+            f"drifted_features {data['drifted_features']} (version {data['model_version']}, "
+            f"{data['rows']} rows); report {data['report_path']}"
+        )
+    for alert in outcome.alerts:
+        console.print(f"[bold red]alert[/] [{alert.severity}] {alert.message}")
+    for alert in outcome.suppressed:
+        console.print(f"[dim]held by the cool-down: {alert.message}[/]")
+    if outcome.retraining:
+        console.print(f"retraining: {json.dumps(outcome.retraining, default=str)}")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(data, indent=2, default=str))
+        console.print(f"result written to {json_out}")
+
+
+@feedback_app.command("import")
+def feedback_import(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV (.gz/.zip) or parquet: request_id, item_index (optional, default 0) and "
+            "the six label columns (0/1)."
+        ),
+    ],
+) -> None:
+    """Store true labels for logged predictions (a later label replaces an earlier one)."""
+    from toxiguard.monitoring import store
+    from toxiguard.monitoring.feedback import (
+        logged_predictions,
+        read_feedback_file,
+        store_feedback,
+    )
+
+    items = read_feedback_file(path)
+    engine = store.make_engine(store.database_url(get_settings()))
+    try:
+        store.upgrade_schema(engine)
+        stored = store_feedback(engine, items, source="import")
+        known = logged_predictions(engine, [(i.request_id, i.item_index) for i in items])
+    finally:
+        engine.dispose()
+    console.print(
+        f"stored feedback for {stored:,} predictions ({len(known):,} found in the prediction log)"
+    )
+
+
+@commands.command()
+def simulate(
+    url: Annotated[
+        str | None,
+        typer.Option(help="Base URL of a local API (loopback only; default: host and port)."),
+    ] = None,
+    data_path: Annotated[
+        Path, typer.Option("--data", "-d", help="Comments to replay (CSV/zip/gz/parquet).")
+    ] = Path("data/raw/train.csv"),
+    shift: Annotated[
+        str, typer.Option(help="none, longer, shorter, more-toxic (needs labels) or caps.")
+    ] = "none",
+    n: Annotated[int, typer.Option("--n", help="Comments to send.")] = 500,
+    batch_size: Annotated[int, typer.Option(help="Comments per request.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+) -> None:
+    """Replay real comments to the API (bounded in count and time) to show drift detection."""
+    from toxiguard import stack
+    from toxiguard.monitoring.simulate import simulate as run_simulation
+
+    settings = get_settings()
+    url = url or stack.api_url(settings)
+    keys = settings.api_key_list
+    with Progress(
+        *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console
+    ) as progress:
+        task = progress.add_task(f"simulating ({shift})", total=n)
+        result = run_simulation(
+            url,
+            data_path,
+            shift=shift,
+            n=n,
+            batch_size=batch_size,
+            seed=seed,
+            max_requests=settings.simulate_max_requests,
+            max_seconds=settings.simulate_max_seconds,
+            max_chars=settings.max_text_chars,
+            api_key=keys[0] if keys else None,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"sent {result.comments:,} comments in {result.requests:,} requests "
+        f"({result.seconds:.1f} s, shift {shift}); {result.errors} failed requests"
+        + (" ; stopped by the time limit" if result.stopped_by_time else "")
+    )
+    for sample in result.error_samples:
+        console.print(f"  {sample}")
+    if result.errors:
+        raise typer.Exit(1)

@@ -1,0 +1,66 @@
+"""The root `toxiguard` app: logging set-up, every command in help order, and `main`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+
+from toxiguard.cli import inference, monitoring, orchestration, registry, training
+from toxiguard.cli.common import error_console
+from toxiguard.errors import ToxiguardError
+from toxiguard.settings import OFFLINE_ENVIRONMENT
+
+app = typer.Typer(
+    help="toxiguard: multi-label toxic comment classification, from Kaggle files to a model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+# `toxiguard --help` lists the commands in the order they are added here.
+app.add_typer(training.commands)
+app.add_typer(inference.commands)
+app.add_typer(monitoring.commands)
+app.add_typer(training.data_app, name="data")
+app.add_typer(registry.models_app, name="models")
+app.add_typer(orchestration.flows_app, name="flows", no_args_is_help=True)
+app.add_typer(orchestration.stack_app, name="stack")
+app.add_typer(monitoring.monitor_app, name="monitor", no_args_is_help=True)
+app.add_typer(monitoring.feedback_app, name="feedback", no_args_is_help=True)
+
+
+@app.callback()
+def configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False,
+) -> None:
+    """Set up logging and the offline environment for every command."""
+    for key, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=error_console, show_path=False, rich_tracebacks=True)],
+        force=True,
+    )
+    for noisy in ("alembic", "mlflow", "urllib3", "httpx", "matplotlib", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    """Run the CLI; a user's mistake becomes one clear message and exit status 2."""
+    try:
+        app()
+    except ToxiguardError as error:
+        problems = getattr(error, "problems", ())
+        if len(problems) > 1:
+            error_console.print(
+                f"[bold red]error:[/] {len(problems)} problems found", highlight=False
+            )
+            for problem in problems:
+                error_console.print(f"  - {problem}", highlight=False)
+        else:
+            error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(2)

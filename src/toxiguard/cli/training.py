@@ -1,0 +1,165 @@
+"""Commands that build models: check a data file, train, and the main `run` job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from toxiguard.cli.common import console, settings_with
+from toxiguard.cli.orchestration import stack_up
+from toxiguard.labels import LABELS
+from toxiguard.settings import get_settings
+
+commands = typer.Typer()
+data_app = typer.Typer(help="Check data files.", no_args_is_help=True)
+
+RAW_DATA_CANDIDATES = ("train.csv", "train.csv.zip", "train.csv.gz", "train.parquet")
+
+
+@data_app.command("validate")
+def data_validate(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A Kaggle file: train.csv(.zip/.gz), parquet, "
+            "or test.csv with test_labels.csv beside it."
+        ),
+    ],
+) -> None:
+    """Validate a labelled file and summarise it; exit 2 with every problem found."""
+    from toxiguard import data
+
+    dataset = data.load_dataset(path)
+    table = Table(title=f"{dataset.source}: valid", show_edge=False)
+    table.add_column("label")
+    table.add_column("positives", justify="right")
+    table.add_column("share", justify="right")
+    labels = data.label_matrix(dataset.frame)
+    for index, label in enumerate(LABELS):
+        positives = int(labels[:, index].sum())
+        table.add_row(label, f"{positives:,}", f"{positives / max(len(labels), 1):.2%}")
+    console.print(table)
+    console.print(f"rows read: {dataset.rows_read:,}; rows kept: {len(dataset.frame):,}")
+    for rule, count in dataset.dropped.items():
+        console.print(f"dropped {count:,} rows: {rule}")
+    console.print(f"fingerprint (sha256): {dataset.fingerprint}")
+
+
+# ---------------------------------------------------------------- training
+@commands.command()
+def train(
+    data_path: Annotated[Path, typer.Option("--data", "-d", help="Labelled training file.")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model family to train; repeat for several. Default: every TF-IDF baseline.",
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the split and models.")] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="transformer: Hugging Face id or local directory of the backbone."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="transformer: training epochs.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="transformer: tokens per window.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="transformer: batch size.")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="transformer: peak AdamW learning rate.")
+    ] = None,
+) -> None:
+    """Validate, split, fit, evaluate, register and gate each model; print the results."""
+    from toxiguard.training import DEFAULT_FAMILIES, run_training
+
+    settings = settings_with(seed=seed)
+    transformer_params = {
+        key: value
+        for key, value in {
+            "backbone": backbone,
+            "epochs": epochs,
+            "max_length": max_length,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+        }.items()
+        if value is not None
+    }
+    params: dict[str, dict[str, Any]] = {}
+    if transformer_params:
+        params["transformer"] = transformer_params
+        params["blend"] = {"member_params": {"transformer": transformer_params}}
+    result = run_training(data_path, model or DEFAULT_FAMILIES, settings, params)
+    table = Table(title=f"Training on {result.source}", show_edge=False)
+    for column in (
+        "model",
+        "version",
+        "test ROC-AUC",
+        "test PR-AUC",
+        "F1 macro (tuned)",
+        "fit s",
+        "decision",
+    ):
+        table.add_column(column, justify="left" if column in ("model", "decision") else "right")
+    for item in result.models:
+        test = item.evaluation.test
+        table.add_row(
+            item.family,
+            str(item.version),
+            f"{test['mean_roc_auc']:.4f}",
+            f"{test['mean_pr_auc']:.4f}",
+            f"{test['f1_macro_tuned']:.4f}",
+            f"{item.fit_seconds:.1f}",
+            item.decision.reason,
+        )
+    console.print(table)
+    console.print(
+        f"data fingerprint {result.dataset_fingerprint[:12]}, "
+        f"split {result.splits_fingerprint[:12]} saved in {result.splits_dir}"
+    )
+    champion = result.champion_version
+    console.print(f"champion: version {champion}" if champion else "no champion")
+
+
+@commands.command()
+def run(
+    data_dir: Annotated[Path, typer.Option(help="Where to look for the Kaggle train file.")] = Path(
+        "data/raw"
+    ),
+    retrain: Annotated[
+        bool, typer.Option(help="Train even when a champion is already registered.")
+    ] = False,
+    with_stack: Annotated[
+        bool,
+        typer.Option("--stack/--no-stack", help="Start MLflow, Prefect and the API afterwards."),
+    ] = True,
+) -> None:
+    """The main job: train the baselines if there is no champion yet, then start the stack.
+
+    Trains on data/raw/train.csv (or .zip/.gz/.parquet), or on the demo corpus if it is absent.
+    """
+    from toxiguard import stack
+    from toxiguard.demo import write_demo_corpus
+
+    settings = get_settings()
+    if retrain or not stack.has_champion(settings):
+        found = [data_dir / name for name in RAW_DATA_CANDIDATES if (data_dir / name).is_file()]
+        if found:
+            data_path = found[0]
+            console.print(f"Training on {data_path}.")
+        else:
+            data_path = settings.resolved_home / "demo" / "train.csv.gz"
+            write_demo_corpus(data_path)
+            console.print(
+                f"[bold yellow]No Kaggle file in {data_dir}/[/] (looked for "
+                f"{', '.join(RAW_DATA_CANDIDATES)}). Put the competition's train.csv there to "
+                "train on real data.\n[bold yellow]DEMO:[/] training on a small synthetic corpus "
+                f"generated by toxiguard ({data_path}); its scores say nothing about real comments."
+            )
+        train(data_path=data_path, model=None, seed=None)
+    else:
+        console.print("A champion is registered already: not retraining (use --retrain).")
+    if with_stack:
+        stack_up(timeout=None)
