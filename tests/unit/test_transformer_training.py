@@ -23,15 +23,17 @@ from toxiguard.labels import LABELS
 from toxiguard.models.base import ToxicityModel
 from toxiguard.models.onnx_runtime import roc_auc_metrics
 from toxiguard.models.transformer import ONNX_FILES, TransformerModel, TransformerParamError
-from toxiguard.models.transformer_training import (
+from toxiguard.models.transformer_setup import (
     CheckpointError,
     Distributed,
+    seed_everything,
+    select_device,
+)
+from toxiguard.models.transformer_training import (
     LoopConfig,
     LoopState,
     epoch_batches,
     positive_weights,
-    seed_everything,
-    select_device,
     train_loop,
 )
 
@@ -292,7 +294,7 @@ def test_losses_and_validation_metrics_go_to_an_active_mlflow_run(
     texts, labels = _corpus(32)
     inputs, pad_id = _inputs(tiny_backbone, texts)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    caplog.set_level("INFO", logger="toxiguard.models.transformer_training")
+    caplog.set_level("INFO", logger="toxiguard.models")
     with mlflow.start_run() as run:
         train_loop(
             _tiny_model(tiny_backbone),

@@ -203,6 +203,7 @@ class TransformerModel(ToxicityModel):
         validation: tuple[Sequence[str], LabelArray] | None = None,
     ) -> Self:
         """Fine-tune the backbone, export and quantise it, check parity; return self."""
+        from toxiguard.models import transformer_setup as setup
         from toxiguard.models import transformer_training as tt
         from toxiguard.models.windows import head_windows
 
@@ -220,14 +221,14 @@ class TransformerModel(ToxicityModel):
         else:
             val_texts, val_y = list(validation[0]), np.asarray(validation[1], dtype=np.int64)
 
-        dist = tt.distributed_context()
-        device = tt.select_device(p["device"])
+        dist = setup.distributed_context()
+        device = setup.select_device(p["device"])
         if dist is not None and device.type == "cuda":
             import torch
 
             device = torch.device("cuda", dist.rank % torch.cuda.device_count())
             torch.cuda.set_device(device)
-        tt.seed_everything(seed)
+        setup.seed_everything(seed)
         tokenizer, model = load_backbone(p["backbone"])
         self._set_tokenizer(tokenizer)
         self._check_lengths(model)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,22 +27,27 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from toxiguard.errors import ToxiguardError
 from toxiguard.models.base import LabelArray
+from toxiguard.models.transformer_setup import (
+    BEST,
+    LATEST,
+    TRAINER_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    Distributed,
+    has_checkpoint,
+    load_weights,
+    log_progress,
+    progress_bar,
+    save_checkpoint,
+    save_weights,
+)
 from toxiguard.models.windows import length_bucketed_batches, pad_batch
 
 logger = logging.getLogger(__name__)
 
-LATEST = "latest"
-BEST = "best"
-WEIGHTS_FILE = "model.safetensors"
-TRAINER_FILE = "trainer.pt"
 # Validation metrics for a model: must hold "mean_roc_auc"; other keys are logged as they are.
 Evaluator = Callable[[nn.Module], dict[str, float]]
-
-
-class CheckpointError(ToxiguardError):
-    """A checkpoint directory cannot be resumed with this data or these settings."""
 
 
 @dataclass(frozen=True)
@@ -76,57 +80,6 @@ class LoopState:
     bad_epochs: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a torchrun/DDP job."""
-
-    rank: int
-    world_size: int
-
-    @property
-    def is_main(self) -> bool:
-        """Return whether this is the process that logs, checkpoints and exports."""
-        return self.rank == 0
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """Return the torch device for `name` (auto: cuda, then mps, then cpu)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ToxiguardError("device 'cuda' was asked for but no CUDA GPU is available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ToxiguardError("device 'mps' was asked for but MPS is not available")
-    return torch.device(name)
-
-
-def distributed_context() -> Distributed | None:
-    """Return the DDP context when started by torchrun (initialising it if needed), else None."""
-    dist = torch.distributed
-    if not dist.is_available():
-        return None
-    if not dist.is_initialized():
-        if not dist.is_torchelastic_launched():
-            return None
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    if dist.get_world_size() < 2:
-        return None
-    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size())
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's global generators."""
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def positive_weights(labels: LabelArray, mode: str) -> torch.Tensor | None:
@@ -184,21 +137,6 @@ def _mlflow_log(metrics: dict[str, float], step: int) -> None:
         mlflow.log_metrics(metrics, step=step)
 
 
-def save_weights(model: nn.Module, directory: Path) -> None:
-    """Write a model's weights as safetensors into `directory` (created if needed)."""
-    from safetensors.torch import save_model
-
-    directory.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(directory / WEIGHTS_FILE))
-
-
-def load_weights(model: nn.Module, directory: Path) -> None:
-    """Load weights written by `save_weights` into `model`."""
-    from safetensors.torch import load_model
-
-    load_model(model, str(directory / WEIGHTS_FILE), device=str(next(model.parameters()).device))
-
-
 def _fingerprint(n_items: int, config: LoopConfig, dist: Distributed | None) -> dict[str, int]:
     return {
         "n_train": n_items,
@@ -207,25 +145,6 @@ def _fingerprint(n_items: int, config: LoopConfig, dist: Distributed | None) -> 
         "seed": config.seed,
         "world_size": dist.world_size if dist else 1,
     }
-
-
-def _save_checkpoint(directory: Path, model: nn.Module, trainer: dict[str, Any]) -> None:
-    target = directory / LATEST
-    staging = directory / f"{LATEST}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    save_weights(model, staging)
-    torch.save(trainer, staging / TRAINER_FILE)
-    retired = directory / f"{LATEST}.old"
-    shutil.rmtree(retired, ignore_errors=True)
-    if target.exists():
-        target.rename(retired)
-    staging.rename(target)
-    shutil.rmtree(retired, ignore_errors=True)
-
-
-def has_checkpoint(directory: Path | None) -> bool:
-    """Return whether `directory` holds a resumable checkpoint."""
-    return directory is not None and (directory / LATEST / TRAINER_FILE).is_file()
 
 
 def _batch_tensors(
@@ -331,7 +250,7 @@ class _Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None,
             "state": asdict(self.state),
         }
-        _save_checkpoint(self.checkpoint_dir, self.model, trainer)
+        save_checkpoint(self.checkpoint_dir, self.model, trainer)
 
     def step(
         self,
@@ -371,7 +290,7 @@ class _Trainer:
         self.trained.train()
         started, samples, loss_sum, loss_count = time.perf_counter(), 0, 0.0, 0
         epoch_loss, epoch_batches_seen = 0.0, 0
-        with _progress(self.main and config.progress) as progress:
+        with progress_bar(self.main and config.progress) as progress:
             task = progress.add_task(
                 f"epoch {epoch + 1}/{config.epochs}",
                 total=len(batches),
@@ -397,7 +316,7 @@ class _Trainer:
                         seconds_per_batch = (time.perf_counter() - started) / (index + 1 - first)
                         eta = seconds_per_batch * (len(batches) - index - 1)
                         position = (epoch + 1, config.epochs, index + 1, len(batches))
-                        _log_progress(position, metrics["train_loss"], rate, eta)
+                        log_progress(position, metrics["train_loss"], rate, eta)
                     loss_sum, loss_count = 0.0, 0
                 every = config.checkpoint_every_steps
                 if update and every > 0 and state.optimizer_steps % every == 0:
@@ -452,48 +371,6 @@ class _Trainer:
             load_weights(self.model, best)
         elif self.best_in_memory is not None:
             self.model.load_state_dict(self.best_in_memory)
-
-
-def _log_progress(
-    position: tuple[int, int, int, int], loss: float, rate: float, eta_s: float
-) -> None:
-    """Log where training is, for logs without a progress bar (a file, CI, a Prefect worker)."""
-    logger.info(
-        "epoch %d/%d: batch %d/%d, loss %.4f, %.1f samples/s, ETA %s",
-        *position,
-        loss,
-        rate,
-        time.strftime("%H:%M:%S", time.gmtime(eta_s)),
-    )
-
-
-def _progress(show: bool | None) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    visible = show if show is not None else console.is_terminal
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[rate]:.1f} samples/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not visible,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    )
 
 
 def train_loop(
