@@ -115,12 +115,7 @@ def gate_task(
     settings: Settings,
 ) -> tracking.PromotionDecision:
     """Return the gate's decision: champion only if it beats the champion on unseen test rows."""
-    return tracking.gate_promotion(
-        settings,
-        version,
-        result.test_mean_roc_auc,
-        training.head_to_head(prepared.splits, result, settings.promotion_min_test_rows),
-    )
+    return training.gate_model(version, result, prepared, settings)
 
 
 def training_markdown(result: training.TrainingResult) -> str:

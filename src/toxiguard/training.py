@@ -211,6 +211,19 @@ def head_to_head(
     return compare
 
 
+def gate_model(
+    version: int, result: Evaluation, prepared: PreparedData, settings: Settings
+) -> tracking.PromotionDecision:
+    """Return the gate's decision on a registered version: champion only if it beats the
+    champion on this job's test comments the champion has not seen."""
+    return tracking.gate_promotion(
+        settings,
+        version,
+        result.test_mean_roc_auc,
+        head_to_head(prepared.splits, result, settings.promotion_min_test_rows),
+    )
+
+
 def register_model(
     family: str,
     model: ToxicityModel,
@@ -294,12 +307,7 @@ def train_family(
         run_id, version = register_model(
             family, model, fit_seconds, result, prepared, settings, params
         )
-    decision = tracking.gate_promotion(
-        settings,
-        version,
-        result.test_mean_roc_auc,
-        head_to_head(prepared.splits, result, settings.promotion_min_test_rows),
-    )
+    decision = gate_model(version, result, prepared, settings)
     logger.info("%s: version %d, %s", family, version, decision.reason)
     return ModelResult(family, run_id, version, fit_seconds, result, decision)
 
@@ -342,6 +350,7 @@ __all__ = [
     "TrainingResult",
     "evaluate_model",
     "fit_model",
+    "gate_model",
     "head_to_head",
     "prepare_data",
     "register_model",

@@ -163,6 +163,24 @@ def test_insult_at_the_end_of_a_long_comment_is_not_truncated_away(
     assert truncated[0, toxic] <= long_benign + 1e-9 < windowed
 
 
+def _fresh_process(
+    script: str, *args: str, env: dict[str, str], cwd: Path | None = None
+) -> dict[str, Any]:
+    """Run a Python script in a new offline process; return the JSON of its last output line."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+        cwd=cwd,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def test_saved_model_loads_in_a_fresh_process_with_the_same_probabilities(
     fitted: TransformerModel, saved: Path, splits: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
@@ -182,17 +200,7 @@ def test_saved_model_loads_in_a_fresh_process_with_the_same_probabilities(
         "print(json.dumps({'runtime': model.params['runtime'],\n"
         "                  'torch_imported': 'torch' in sys.modules}))\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    info = json.loads(done.stdout.strip().splitlines()[-1])
+    info = _fresh_process(script, env={"TRANSFORMERS_OFFLINE": "1"})
     assert info == {"runtime": "onnx-int8", "torch_imported": False}
     probs = np.load(tmp_path / "probs.npy")
     assert probs.shape == (len(texts), len(LABELS))
@@ -247,18 +255,12 @@ def test_trains_registers_and_serves_from_the_registry_as_int8(
 
     texts = [*_texts(shared_train.iloc[:5]), INSULT]
     (tmp_path / "texts.json").write_text(json.dumps(texts))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", REGISTRY_SCRIPT, str(tmp_path / "texts.json")],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
+    served = _fresh_process(
+        REGISTRY_SCRIPT,
+        str(tmp_path / "texts.json"),
+        env={"MLFLOW_TRACKING_URI": settings.tracking_uri},
         cwd=tmp_path,
-        timeout=300,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    served = json.loads(done.stdout.strip().splitlines()[-1])
     assert served["columns"] == list(LABELS)
     assert served["runtime"] == "onnx-int8" and served["torch_imported"] is False
     probabilities = np.asarray(served["probabilities"])
