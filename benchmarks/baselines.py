@@ -30,10 +30,11 @@ from typing import Any
 
 import pandas as pd
 
-from toxiguard.data import Splits, label_matrix, load_dataset, split_dataset
-from toxiguard.evaluation import evaluate, tune_thresholds
+from toxiguard.data.splits import Splits, split_dataset
+from toxiguard.data.validation import label_matrix, load_dataset
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
+from toxiguard.training.evaluation import evaluate, tune_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "jigsaw" / "train.csv.gz"

@@ -26,10 +26,11 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from baselines import RESULTS, SHARED_TRAIN, load_average, load_splits, table, texts
-from toxiguard.data import Splits, label_matrix
+from toxiguard.data.splits import Splits
+from toxiguard.data.validation import label_matrix
+from toxiguard.features.text import CLEANING_STEPS, DEFAULT_STEPS, clean_texts
 from toxiguard.labels import LABELS
 from toxiguard.models import create_model
-from toxiguard.text import CLEANING_STEPS, DEFAULT_STEPS, clean_texts
 
 
 def configurations() -> dict[str, list[str]]:

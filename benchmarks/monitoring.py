@@ -53,12 +53,12 @@ def job_times(frame: pd.DataFrame, sizes: Sequence[int], work: Path) -> list[dic
     """Return the monitoring job's wall time per number of logged predictions, text drift on/off."""
     from tests.integration.monitoring_support import log_traffic, write_csv
 
-    from toxiguard import tracking
     from toxiguard.labels import TEXT_COLUMN
     from toxiguard.monitoring import store
     from toxiguard.monitoring.job import run_monitoring
+    from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
     from toxiguard.settings import Settings
-    from toxiguard.training import run_training
+    from toxiguard.training.pipeline import run_training
 
     shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
     data = write_csv(shuffled.iloc[:12_000], work / "train.csv")
@@ -67,7 +67,7 @@ def job_times(frame: pd.DataFrame, sizes: Sequence[int], work: Path) -> list[dic
         {"home": work / "home", "retrain_on_drift": False, "monitoring_min_rows": 200}
     )
     run_training(data, ["complement-nb"], base)
-    model, info = tracking.load_toxicity_model(tracking.resolve_model_uri(None, base), base)
+    model, info = load_toxicity_model(resolve_model_uri(None, base), base)
     results = []
     for size in sizes:
         settings = base.model_copy(

@@ -78,7 +78,7 @@ def comments(count: int, seed: int = 0) -> list[str]:
     if SHARED_TRAIN.is_file():
         frame = pd.read_csv(SHARED_TRAIN, usecols=["comment_text"], keep_default_na=False)
     else:
-        from toxiguard.demo import make_demo_corpus
+        from toxiguard.data.demo import make_demo_corpus
 
         frame = make_demo_corpus()
     texts = frame["comment_text"].astype(str).sample(n=count, random_state=seed, replace=True)
@@ -88,7 +88,7 @@ def comments(count: int, seed: int = 0) -> list[str]:
 def train_champion(home: Path, family: str, rows: int) -> None:
     """Train and register a champion of `family` in `home` on a sample of the shared data."""
     from toxiguard.settings import Settings
-    from toxiguard.training import run_training
+    from toxiguard.training.pipeline import run_training
 
     data = SHARED_TRAIN
     if rows and SHARED_TRAIN.is_file():
@@ -96,7 +96,7 @@ def train_champion(home: Path, family: str, rows: int) -> None:
         data = home / "train-sample.csv.gz"
         frame.sample(n=min(rows, len(frame)), random_state=0).to_csv(data, index=False)
     elif not SHARED_TRAIN.is_file():
-        from toxiguard.demo import write_demo_corpus
+        from toxiguard.data.demo import write_demo_corpus
 
         data = write_demo_corpus(home / "demo.csv.gz")
     print(f"training {family} on {data} ...", file=sys.stderr)
@@ -108,15 +108,16 @@ def train_champion(home: Path, family: str, rows: int) -> None:
 
 def register_saved(home: Path, model_dir: Path) -> None:
     """Register a saved model (e.g. the transformer benchmark's) as champion in `home`."""
-    from toxiguard import tracking
     from toxiguard.models import ToxicityModel
+    from toxiguard.registry.promotion import promote
+    from toxiguard.registry.runs import log_model_run
     from toxiguard.settings import Settings
 
     settings = Settings.model_validate(
         {"home": home, "mlflow_tracking_uri": f"sqlite:///{home / 'mlflow.db'}"}
     )
     model = ToxicityModel.load(model_dir)
-    _, version = tracking.log_model_run(
+    _, version = log_model_run(
         model,
         settings=settings,
         run_name=f"{model.family} (saved)",
@@ -128,7 +129,7 @@ def register_saved(home: Path, model_dir: Path) -> None:
         dataset_fingerprint="saved-model",
         splits_dir=None,
     )
-    tracking.promote(settings, version, reason="serving benchmark")
+    promote(settings, version, reason="serving benchmark")
 
 
 def start_server(

@@ -67,19 +67,21 @@ def transformer_params(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- quality
 def quality(args: argparse.Namespace) -> None:
     """Print test ROC-AUC and tuned macro F1 of TF-IDF, transformer and blend on one split."""
-    from toxiguard import data, evaluation
+    from toxiguard.data.splits import split_dataset
+    from toxiguard.data.validation import label_matrix, load_dataset
     from toxiguard.labels import LABELS
     from toxiguard.models import ToxicityModel, create_model
     from toxiguard.models.blend import BlendModel
     from toxiguard.settings import get_settings
+    from toxiguard.training.evaluation import evaluate, tune_thresholds
 
     if args.torch_threads:
         import torch
 
         torch.set_num_threads(args.torch_threads)
     settings = get_settings()
-    dataset = data.load_dataset(args.data)
-    splits = data.split_dataset(
+    dataset = load_dataset(args.data)
+    splits = split_dataset(
         dataset.frame,
         seed=settings.seed,
         validation_size=settings.validation_size,
@@ -95,9 +97,9 @@ def quality(args: argparse.Namespace) -> None:
         for name, part in {"train": train, "validation": validation, "test": test}.items()
     }
     labels = {
-        "train": data.label_matrix(train).astype(np.int64),
-        "validation": data.label_matrix(validation).astype(np.int64),
-        "test": data.label_matrix(test).astype(np.int64),
+        "train": label_matrix(train).astype(np.int64),
+        "validation": label_matrix(validation).astype(np.int64),
+        "test": label_matrix(test).astype(np.int64),
     }
     print(f"split: {len(train)} train / {len(validation)} validation / {len(test)} test rows\n")
 
@@ -117,11 +119,11 @@ def quality(args: argparse.Namespace) -> None:
         seconds[name] = time.perf_counter() - started
         memoize_predictions(model)
         p_val = model.predict_proba(texts["validation"])
-        model.thresholds = evaluation.tune_thresholds(labels["validation"], p_val)
+        model.thresholds = tune_thresholds(labels["validation"], p_val)
         val_auc[name] = float(
-            evaluation.evaluate(labels["validation"], p_val, model.thresholds)["mean_roc_auc"]
+            evaluate(labels["validation"], p_val, model.thresholds)["mean_roc_auc"]
         )
-        reports[name] = evaluation.evaluate(
+        reports[name] = evaluate(
             labels["test"], model.predict_proba(texts["test"]), model.thresholds
         )
         fitted[name] = model
@@ -241,7 +243,7 @@ def speed(args: argparse.Namespace) -> None:
     import torch
 
     from toxiguard.models import ToxicityModel
-    from toxiguard.models.transformer import ONNX_FILES, TransformerModel
+    from toxiguard.models.transformer.model import ONNX_FILES, TransformerModel
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="toxiguard-bench-") as tmp:

@@ -26,12 +26,14 @@ from tests.integration.flow_services import (
 )
 from tests.integration.monitoring_support import webhook_receiver
 from tests.integration.services import chromium_executable  # noqa: F401
-from toxiguard import stack, tracking, training
 from toxiguard.labels import LABELS
 from toxiguard.monitoring import store
 from toxiguard.monitoring.alerts import DRIFT_RULE
 from toxiguard.monitoring.tables import alerts, drift_runs
+from toxiguard.orchestration.processes import marked_processes
+from toxiguard.registry.versions import list_versions
 from toxiguard.settings import Settings
+from toxiguard.training.pipeline import run_training
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -97,7 +99,7 @@ def test_simulated_drift_alerts_shows_and_retrains_on_the_stack(
 ) -> None:
     # The champion at start learnt from 1,500 comments; retraining sees 3,000 (plus feedback),
     # so the gate has a better model to promote.
-    first = training.run_training(
+    first = run_training(
         write_sample(shared_sample.iloc[:1500], tmp_path / "first.csv"), ["tfidf-lr"], settings
     )
     assert first.champion_version == 1
@@ -179,7 +181,7 @@ def test_simulated_drift_alerts_shows_and_retrains_on_the_stack(
 
             # The gate decided: version 2 is better and becomes champion; the API swaps to it.
             on_stack = settings.model_copy(update={"mlflow_tracking_uri": running.mlflow_url})
-            versions = {item["version"]: item for item in tracking.list_versions(on_stack)}
+            versions = {item["version"]: item for item in list_versions(on_stack)}
             assert set(versions) == {1, 2}
             assert versions[2]["decision"]
             assert "champion" in versions[2].get("aliases", []), versions[2]
@@ -197,4 +199,4 @@ def test_simulated_drift_alerts_shows_and_retrains_on_the_stack(
             shown = re.search(r"(\d+) recent alert", summary)
             assert shown and int(shown.group(1)) >= len(result["alerts"]), summary
 
-    assert stack.marked_processes(running.marker) == []
+    assert marked_processes(running.marker) == []

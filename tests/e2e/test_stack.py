@@ -20,9 +20,12 @@ from tests.integration.flow_services import (
     wait_for_flow_run,
     write_sample,
 )
-from toxiguard import flows, stack, training
 from toxiguard.labels import LABELS
+from toxiguard.orchestration.flows import MONITORING_DEPLOYMENT_NAME, TRAINING_DEPLOYMENT_NAME
+from toxiguard.orchestration.processes import marked_processes
+from toxiguard.orchestration.stack import stack_status
 from toxiguard.settings import Settings
+from toxiguard.training.pipeline import run_training
 
 STACK_TIMEOUT_S = 240.0
 FLOW_TIMEOUT_S = 300.0
@@ -56,9 +59,7 @@ def test_stack_trains_through_prefect_and_serves_the_new_champion(
     rng = np.random.default_rng(0)
     weak = shared_sample.iloc[2000:2800].copy()
     weak[list(LABELS)] = weak[list(LABELS)].to_numpy()[rng.permutation(len(weak))]
-    first = training.run_training(
-        write_sample(weak, tmp_path / "weak.csv"), ["complement-nb"], settings
-    )
+    first = run_training(write_sample(weak, tmp_path / "weak.csv"), ["complement-nb"], settings)
     assert first.champion_version == 1
 
     data = write_sample(shared_sample.head(2000), tmp_path / "train.csv")
@@ -76,11 +77,11 @@ def test_stack_trains_through_prefect_and_serves_the_new_champion(
 
         prefect = running.prefect_api_url
         monitoring = httpx.get(
-            f"{prefect}/deployments/name/{flows.MONITORING_DEPLOYMENT_NAME}", timeout=10
+            f"{prefect}/deployments/name/{MONITORING_DEPLOYMENT_NAME}", timeout=10
         ).json()
         assert [s["schedule"]["cron"] for s in monitoring["schedules"]] == ["0 * * * *"]
         deployment = httpx.get(
-            f"{prefect}/deployments/name/{flows.TRAINING_DEPLOYMENT_NAME}", timeout=10
+            f"{prefect}/deployments/name/{TRAINING_DEPLOYMENT_NAME}", timeout=10
         ).json()
         assert deployment["parameters"] == {"data": str(data), "models": ["complement-nb"]}
 
@@ -100,5 +101,5 @@ def test_stack_trains_through_prefect_and_serves_the_new_champion(
         assert answer["model"]["version"] == 2
         assert set(answer["predictions"][0]["scores"]) == set(LABELS)
 
-    assert stack.marked_processes(running.marker) == []
-    assert not stack.stack_status(settings).running
+    assert marked_processes(running.marker) == []
+    assert not stack_status(settings).running

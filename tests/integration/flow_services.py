@@ -155,7 +155,7 @@ def _stack_state(home: Path) -> dict[str, Any] | None:
 
 def kill_marked(marker: str) -> None:
     """Kill every process that carries the stack's marker, with its process group."""
-    from toxiguard.stack import marked_processes
+    from toxiguard.orchestration.processes import marked_processes
 
     for pid in marked_processes(marker):
         for kill in (os.killpg, os.kill):

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from toxiguard import evaluation
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
 from toxiguard.monitoring.alerts import DRIFT_RULE, evaluate_rules
@@ -30,8 +29,9 @@ from toxiguard.monitoring.job import window_frame
 from toxiguard.monitoring.prediction_log import PredictionLog
 from toxiguard.monitoring.reference import MonitoringReference, build_reference
 from toxiguard.monitoring.rows import PredictionBatch, batch_rows
-from toxiguard.monitoring.simulate import choose_comments, choose_rows
+from toxiguard.orchestration.simulate import choose_comments, choose_rows
 from toxiguard.settings import Settings
+from toxiguard.training.evaluation import tune_thresholds
 
 # Small TF-IDF features: quick to fit on a few thousand comments, still a real model.
 SMALL_TFIDF = {"word_max_features": 30_000, "char_max_features": 20_000, "char_ngrams": [3, 4]}
@@ -86,9 +86,7 @@ def fit_small_model(frame: pd.DataFrame, family: str = "tfidf-lr") -> ToxicityMo
     model = create_model(family, **SMALL_TFIDF)
     model.fit(train[TEXT_COLUMN].tolist(), train.loc[:, list(LABELS)].to_numpy())
     probabilities = model.predict_proba(held[TEXT_COLUMN].tolist())
-    model.thresholds = evaluation.tune_thresholds(
-        held.loc[:, list(LABELS)].to_numpy(), probabilities
-    )
+    model.thresholds = tune_thresholds(held.loc[:, list(LABELS)].to_numpy(), probabilities)
     return model
 
 

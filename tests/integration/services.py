@@ -286,9 +286,9 @@ def train_demo_champion(home: Path, versions: int = 1) -> Settings:
     Version 1 stays champion: later versions are trained with other seeds and, whatever the
     gate decided, the champion alias is put back on version 1.
     """
-    from toxiguard import tracking
-    from toxiguard.demo import write_demo_corpus
-    from toxiguard.training import run_training
+    from toxiguard.data.demo import write_demo_corpus
+    from toxiguard.registry.promotion import promote
+    from toxiguard.training.pipeline import run_training
 
     # Explicit tracking URI: mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI to the
     # environment, so an earlier test's registry would otherwise leak into these settings.
@@ -299,7 +299,7 @@ def train_demo_champion(home: Path, versions: int = 1) -> Settings:
     for index in range(versions):
         run_training(data, ["complement-nb"], settings.model_copy(update={"seed": 42 + index}))
     if versions > 1:
-        tracking.promote(settings, 1, reason="test: version 1 is champion")
+        promote(settings, 1, reason="test: version 1 is champion")
     return settings
 
 

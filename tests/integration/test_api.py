@@ -25,8 +25,10 @@ from tests.integration.services import (  # noqa: F401
     toxiguard_command,
     train_demo_champion,
 )
-from toxiguard import tracking
 from toxiguard.labels import LABELS
+from toxiguard.registry.client import load_toxicity_model
+from toxiguard.registry.promotion import promote
+from toxiguard.registry.versions import list_versions
 from toxiguard.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,7 +72,7 @@ def test_health_ready_and_model(server: ServerProcess, registry: Settings) -> No
     assert body["registry"]["reachable"] is True
     assert body["prediction_log"]["database"].startswith("sqlite")
     model = httpx.get(f"{server.url}/v1/model").json()
-    champion = next(v for v in tracking.list_versions(registry) if "champion" in v["aliases"])
+    champion = next(v for v in list_versions(registry) if "champion" in v["aliases"])
     assert model["version"] == body["model"]["version"]
     assert model["name"] == registry.registered_model_name and model["alias"] == "champion"
     assert model["family"] == "complement-nb" and model["source"] == "registry"
@@ -90,7 +92,7 @@ def test_predict_matches_the_registered_model(server: ServerProcess, registry: S
     body = response.json()
     assert len(body["request_id"]) == 32 and response.headers["x-request-id"]
     version = body["model"]["version"]
-    model, _ = tracking.load_toxicity_model(f"models:/toxiguard/{version}", registry)
+    model, _ = load_toxicity_model(f"models:/toxiguard/{version}", registry)
     expected = model.predict_proba(texts)
     got = np.array([[p["scores"][label] for label in LABELS] for p in body["predictions"]])
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
@@ -344,7 +346,7 @@ def test_hot_swap_while_requests_run(server: ServerProcess, registry: Settings) 
         while not all(seen):  # every client has been answered by the old version first
             assert time.monotonic() < deadline and not failures, failures
             time.sleep(0.05)
-        tracking.promote(registry, target, reason="test: hot swap")
+        promote(registry, target, reason="test: hot swap")
         deadline = time.monotonic() + 60
         while not all(versions and versions[-1] == target for versions in seen):
             assert time.monotonic() < deadline, "the new champion was not swapped in"

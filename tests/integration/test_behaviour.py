@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toxiguard.data import label_matrix
+from toxiguard.data.validation import label_matrix
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
 

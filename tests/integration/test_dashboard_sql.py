@@ -19,15 +19,15 @@ from sqlalchemy import Connection, Engine, text
 
 from tests.integration.monitoring_support import log_traffic, write_csv
 from tests.integration.services import postgres_server, postgres_url  # noqa: F401
-from toxiguard import tracking
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.monitoring import store, tables
 from toxiguard.monitoring.dashboard import PANEL_TITLES, monitoring_panels
 from toxiguard.monitoring.feedback import FeedbackItem, store_feedback
 from toxiguard.monitoring.job import run_monitoring
-from toxiguard.monitoring.simulate import choose_rows
+from toxiguard.orchestration.simulate import choose_rows
+from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
 from toxiguard.settings import Settings
-from toxiguard.training import run_training
+from toxiguard.training.pipeline import run_training
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -124,7 +124,7 @@ def monitored_postgres(
         update={"database_url": postgres_url, "retrain_on_drift": False, "training_data": data}
     )
     run_training(data, ["complement-nb"], settings)
-    model, _ = tracking.load_toxicity_model(tracking.resolve_model_uri(None, settings), settings)
+    model, _ = load_toxicity_model(resolve_model_uri(None, settings), settings)
     engine = store.make_engine(store.database_url(settings))
     store.upgrade_schema(engine)
     now = datetime.now(UTC)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from toxiguard import data
+from toxiguard.data.splits import split_dataset
+from toxiguard.data.validation import Dataset, load_dataset
 from toxiguard.labels import LABELS
 
 pytestmark = pytest.mark.integration
@@ -23,11 +24,11 @@ PROVENANCE_POSITIVES = {
 
 
 @pytest.fixture(scope="module")
-def dataset(shared_train_path: Path) -> data.Dataset:
-    return data.load_dataset(shared_train_path)
+def dataset(shared_train_path: Path) -> Dataset:
+    return load_dataset(shared_train_path)
 
 
-def test_shared_file_loads_and_matches_provenance(dataset: data.Dataset) -> None:
+def test_shared_file_loads_and_matches_provenance(dataset: Dataset) -> None:
     assert len(dataset.frame) == dataset.rows_read == 41_614
     assert dataset.dropped == {}
     assert dataset.frame[list(LABELS)].sum().to_dict() == PROVENANCE_POSITIVES
@@ -35,8 +36,8 @@ def test_shared_file_loads_and_matches_provenance(dataset: data.Dataset) -> None
 
 
 @pytest.mark.slow
-def test_shared_split_stratifies_rare_labels(dataset: data.Dataset) -> None:
-    splits = data.split_dataset(dataset.frame, seed=42, validation_size=0.1, test_size=0.1)
+def test_shared_split_stratifies_rare_labels(dataset: Dataset) -> None:
+    splits = split_dataset(dataset.frame, seed=42, validation_size=0.1, test_size=0.1)
     total = len(dataset.frame)
     assert len(splits.train) + len(splits.validation) + len(splits.test) == total
     shares = {"train": 0.8, "validation": 0.1, "test": 0.1}
@@ -45,5 +46,5 @@ def test_shared_split_stratifies_rare_labels(dataset: data.Dataset) -> None:
         for label in ("threat", "identity_hate", "severe_toxic"):
             expected = shares[name] * PROVENANCE_POSITIVES[label]
             assert abs(int(part[label].sum()) - expected) <= 2, (name, label)
-    again = data.split_dataset(dataset.frame, seed=42, validation_size=0.1, test_size=0.1)
+    again = split_dataset(dataset.frame, seed=42, validation_size=0.1, test_size=0.1)
     assert again.fingerprint == splits.fingerprint

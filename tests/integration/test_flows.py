@@ -26,9 +26,20 @@ from tests.integration.flow_services import (  # noqa: F401
     prefect_home,
     sample_csv,
 )
-from toxiguard import flows, stack, tracking
 from toxiguard.errors import DataValidationError, ModelNotFoundError, RegistryError
 from toxiguard.labels import LABELS
+from toxiguard.orchestration.flows import (
+    MONITORING_FLOW,
+    TRAINING_ARTIFACT_KEY,
+    TRAINING_FLOW,
+    build_deployments,
+    monitoring_flow,
+    register_task,
+    retry_unless_user_error,
+    training_flow,
+)
+from toxiguard.orchestration.stack import DEPLOYED_FLOWS
+from toxiguard.registry.versions import list_versions
 from toxiguard.settings import Settings
 
 
@@ -49,7 +60,7 @@ async def _artifacts(flow_run_id: UUID) -> list[Any]:
 # ---------------------------------------------------------------- fast checks of the wiring
 def test_retries_skip_user_errors_but_not_registry_errors() -> None:
     def retried(error: BaseException) -> bool:
-        return flows.retry_unless_user_error(flows.register_task, None, Failed(data=error))  # type: ignore[arg-type]
+        return retry_unless_user_error(register_task, None, Failed(data=error))  # type: ignore[arg-type]
 
     assert not retried(DataValidationError.single("train.csv", "bad label", column="toxic"))
     assert not retried(ModelNotFoundError("no champion"))
@@ -68,9 +79,9 @@ def test_deployments_take_schedules_and_parameters_from_settings(
             "training_models": ["complement-nb", "nbsvm"],
         }
     )
-    training, monitoring = flows.build_deployments(custom)
-    assert training.name == "training" and training.flow_name == flows.TRAINING_FLOW
-    assert training.entrypoint == "toxiguard.flows.training_flow"
+    training, monitoring = build_deployments(custom)
+    assert training.name == "training" and training.flow_name == TRAINING_FLOW
+    assert training.entrypoint == "toxiguard.orchestration.flows.training_flow"
     assert [s.schedule.cron for s in training.schedules] == ["0 3 * * 1"]  # type: ignore[union-attr]
     assert [s.schedule.cron for s in monitoring.schedules] == ["*/10 * * * *"]  # type: ignore[union-attr]
     assert training.parameters == {
@@ -78,17 +89,17 @@ def test_deployments_take_schedules_and_parameters_from_settings(
         "models": ["complement-nb", "nbsvm"],
     }
     # Every flow parameter is in the schema the UI shows and edits.
-    schema = parameter_schema(flows.training_flow)
+    schema = parameter_schema(training_flow)
     assert set(schema.properties) == {"data", "models", "seed", "params"}
     assert schema.properties["models"]["anyOf"][0]["type"] == "array"
     # Training off by default: no schedule, still runnable by hand.
-    default_training, default_monitoring = flows.build_deployments(settings)
+    default_training, default_monitoring = build_deployments(settings)
     assert default_training.schedules == []
     assert [s.schedule.cron for s in default_monitoring.schedules] == ["0 * * * *"]  # type: ignore[union-attr]
 
 
 def test_stack_health_check_names_the_flows_that_are_served() -> None:
-    assert stack.DEPLOYED_FLOWS == (flows.TRAINING_FLOW, flows.MONITORING_FLOW)
+    assert DEPLOYED_FLOWS == (TRAINING_FLOW, MONITORING_FLOW)
 
 
 # ---------------------------------------------------------------- the flows, for real
@@ -99,7 +110,7 @@ def test_training_flow_registers_gates_and_reports(
     sample_csv: Path,  # noqa: F811
     settings: Settings,
 ) -> None:
-    state = flows.training_flow(data=str(sample_csv), models=["complement-nb"], return_state=True)
+    state = training_flow(data=str(sample_csv), models=["complement-nb"], return_state=True)
     assert state.is_completed(), state.message
     summary = state.result()
     [model] = summary["models"]
@@ -107,7 +118,7 @@ def test_training_flow_registers_gates_and_reports(
     assert summary["champion_version"] == 1
     assert 0.5 < model["test_mean_roc_auc"] <= 1.0
 
-    [registered] = tracking.list_versions(settings)
+    [registered] = list_versions(settings)
     assert registered["version"] == 1 and registered["run_id"] == model["run_id"]
     assert settings.champion_alias in registered["aliases"]
 
@@ -125,7 +136,7 @@ def test_training_flow_registers_gates_and_reports(
         ]
     )
     [artifact] = asyncio.run(_artifacts(flow_run_id))
-    assert artifact.key == flows.TRAINING_ARTIFACT_KEY and artifact.type == "markdown"
+    assert artifact.key == TRAINING_ARTIFACT_KEY and artifact.type == "markdown"
     assert model["run_id"] in artifact.data
     assert "| complement-nb | 1 |" in artifact.data
     assert "Champion now: version 1" in artifact.data
@@ -138,7 +149,7 @@ def test_invalid_data_fails_the_flow_at_once_with_the_validation_error(
     invalid_csv: Path,  # noqa: F811
     settings: Settings,
 ) -> None:
-    state = flows.training_flow(data=str(invalid_csv), models=["complement-nb"], return_state=True)
+    state = training_flow(data=str(invalid_csv), models=["complement-nb"], return_state=True)
     assert state.is_failed()
     message = state.message or ""
     assert "DataValidationError" in message
@@ -150,7 +161,7 @@ def test_invalid_data_fails_the_flow_at_once_with_the_validation_error(
     [validation] = asyncio.run(_task_runs(flow_run_id))  # nothing ran after it
     assert validation.name == "validate-and-split"
     assert validation.run_count == 1  # not retried
-    assert tracking.list_versions(settings) == []
+    assert list_versions(settings) == []
 
 
 @pytest.mark.integration
@@ -193,7 +204,7 @@ def test_monitoring_flow_summarises_the_prediction_log(
     )
     assert log.close(timeout=30)
 
-    state = flows.monitoring_flow(window_hours=1.0, return_state=True)
+    state = monitoring_flow(window_hours=1.0, return_state=True)
     assert state.is_completed(), state.message
     summary = state.result()
     assert summary["rows"] == 15 and summary["requests"] == 3

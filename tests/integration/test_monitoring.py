@@ -28,7 +28,6 @@ from tests.integration.monitoring_support import (
     write_csv,
 )
 from tests.integration.services import ServerProcessFactory, serve_factory  # noqa: F401
-from toxiguard import tracking
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models import ToxicityModel
@@ -36,10 +35,13 @@ from toxiguard.monitoring import store
 from toxiguard.monitoring.alerts import DRIFT_RULE, QUALITY_RULE
 from toxiguard.monitoring.feedback import FeedbackItem, store_feedback
 from toxiguard.monitoring.job import run_monitoring
-from toxiguard.monitoring.simulate import check_loopback, choose_rows, simulate
 from toxiguard.monitoring.tables import alerts, drift_columns, drift_runs, feedback, live_quality
+from toxiguard.orchestration.flows import retrain
+from toxiguard.orchestration.simulate import check_loopback, choose_rows, simulate
+from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
+from toxiguard.registry.versions import list_versions
 from toxiguard.settings import Settings
-from toxiguard.training import run_training
+from toxiguard.training.pipeline import run_training
 
 pytestmark = [pytest.mark.integration]
 
@@ -92,7 +94,7 @@ def trained(
         }
     )
     run_training(data, ["complement-nb"], settings)
-    model, info = tracking.load_toxicity_model(tracking.resolve_model_uri(None, settings), settings)
+    model, info = load_toxicity_model(resolve_model_uri(None, settings), settings)
     assert info["version"] == 1
     return settings, model
 
@@ -409,7 +411,7 @@ def test_drift_alert_retrains_on_data_plus_feedback_and_the_gate_decides(
     assert len(retrain_data) == TRAIN_ROWS + 100
     assert retrain_data["id"].str.startswith("fb-").sum() == 100
 
-    versions = {item["version"]: item for item in tracking.list_versions(settings)}
+    versions = {item["version"]: item for item in list_versions(settings)}
     assert set(versions) == {1, 2}
     champion = 2 if retraining["promoted"] == [2] else 1
     assert retraining["champion_version"] == champion
@@ -419,9 +421,9 @@ def test_drift_alert_retrains_on_data_plus_feedback_and_the_gate_decides(
     assert "versions [2]" in row["retraining"]
 
     # Still drifting: the cool-down holds the alert, so no second retraining starts.
-    again = run_monitoring(settings, now=now + timedelta(minutes=5))
+    again = run_monitoring(settings, now=now + timedelta(minutes=5), retrainer=retrain)
     assert again.retraining is None and DRIFT_RULE in {a.rule for a in again.suppressed}
-    assert {item["version"] for item in tracking.list_versions(settings)} == {1, 2}
+    assert {item["version"] for item in list_versions(settings)} == {1, 2}
     assert np.isfinite(float(versions[2]["test_roc_auc_mean"]))
     assert versions[2]["decision"]  # the gate recorded its decision on the new version
 

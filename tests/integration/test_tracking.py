@@ -20,11 +20,29 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from toxiguard import data, evaluation, tracking
+from toxiguard.data.splits import Splits, save_splits
+from toxiguard.data.validation import fingerprint, label_matrix
 from toxiguard.errors import ModelNotFoundError, RegistryError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
+from toxiguard.registry.client import configure_mlflow, load_toxicity_model, resolve_model_uri
+from toxiguard.registry.promotion import (
+    Comparison,
+    champion_history,
+    gate_promotion,
+    promote,
+    rollback,
+)
+from toxiguard.registry.runs import log_model_run
+from toxiguard.registry.versions import list_versions
 from toxiguard.settings import Settings, get_settings
+from toxiguard.training.evaluation import (
+    evaluate,
+    flat_metrics,
+    plot_f1_bars,
+    plot_pr_curves,
+    tune_thresholds,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -55,12 +73,12 @@ class Fitted:
 
     def score(self, model: ToxicityModel) -> float:
         """Return the mean ROC-AUC of a model on the held-out rows."""
-        report = evaluation.evaluate(self.labels, model.predict_proba(self.texts), model.thresholds)
+        report = evaluate(self.labels, model.predict_proba(self.texts), model.thresholds)
         return float(report["mean_roc_auc"])
 
     def report(self, model: ToxicityModel) -> dict[str, Any]:
         """Return the evaluation report of a model on the held-out rows."""
-        return evaluation.evaluate(self.labels, model.predict_proba(self.texts), model.thresholds)
+        return evaluate(self.labels, model.predict_proba(self.texts), model.thresholds)
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +86,13 @@ def fitted(shared_sample: pd.DataFrame) -> Fitted:
     """Fit one model on 300 real rows (weak) and one on 3,000 (strong); hold out 1,000."""
     train, held_out = shared_sample.iloc[:3000], shared_sample.iloc[3000:]
     texts = held_out[TEXT_COLUMN].astype(str).tolist()
-    labels = data.label_matrix(held_out)
+    labels = label_matrix(held_out)
     models = []
     for rows in (300, 3000):
         part = train.iloc[:rows]
         model = create_model(FAMILY)
-        model.fit(part[TEXT_COLUMN].astype(str).tolist(), data.label_matrix(part).astype(np.int_))
-        model.thresholds = evaluation.tune_thresholds(labels, model.predict_proba(texts))
+        model.fit(part[TEXT_COLUMN].astype(str).tolist(), label_matrix(part).astype(np.int_))
+        model.thresholds = tune_thresholds(labels, model.predict_proba(texts))
         models.append(model)
     result = Fitted(models[0], models[1], texts, labels)
     # The scenario below needs a clear gap between the two; check it rather than assume it.
@@ -105,14 +123,14 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def splits_dir(shared_sample: pd.DataFrame, tmp_path: Path) -> Path:
     """Return a saved split of real rows, as the training pipeline writes it."""
     shuffled = shared_sample.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    splits = data.Splits(
+    splits = Splits(
         shuffled.iloc[:300],
         shuffled.iloc[300:400],
         shuffled.iloc[400:500],
         seed=3,
-        source_fingerprint=data.fingerprint(shuffled),
+        source_fingerprint=fingerprint(shuffled),
     )
-    return data.save_splits(splits, tmp_path / "splits")
+    return save_splits(splits, tmp_path / "splits")
 
 
 def _log(
@@ -123,18 +141,18 @@ def _log(
     name: str = "run",
 ) -> tuple[str, int]:
     report = fitted.report(model)
-    return tracking.log_model_run(
+    return log_model_run(
         model,
         settings=settings,
         run_name=name,
         params={"family": model.family, "alpha": 0.5, "ngrams": [1, 2]},
-        metrics={**evaluation.flat_metrics(report, "test"), "fit_seconds": 1.5},
+        metrics={**flat_metrics(report, "test"), "fit_seconds": 1.5},
         reports={"test": report},
         figures={
-            "pr_curves_test.png": evaluation.plot_pr_curves(
+            "pr_curves_test.png": plot_pr_curves(
                 fitted.labels, model.predict_proba(fitted.texts), model.thresholds, "test"
             ),
-            "f1_per_label_test": evaluation.plot_f1_bars(report, "test"),
+            "f1_per_label_test": plot_f1_bars(report, "test"),
         },
         dataset_source="/data/jigsaw/train.csv.gz",
         dataset_fingerprint="f" * 64,
@@ -211,7 +229,7 @@ def test_a_run_records_params_metrics_data_reports_plots_and_the_model(
     assert float(mv.tags["test_roc_auc_mean"]) == pytest.approx(fitted.score(fitted.strong))
     assert mv.tags["dataset_fingerprint"] == "f" * 64
 
-    loaded, info = tracking.load_toxicity_model("models:/" + mv.name + "/1", settings)
+    loaded, info = load_toxicity_model("models:/" + mv.name + "/1", settings)
     assert info["name"] == settings.registered_model_name
     assert info["version"] == 1
     assert info["run_id"] == run_id
@@ -249,22 +267,22 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
     weak_score, strong_score = fitted.score(fitted.weak), fitted.score(fitted.strong)
     scored: list[ToxicityModel] = []
 
-    def compare_with(new_score: float) -> Callable[[ToxicityModel], tracking.Comparison]:
-        def compare(champion: ToxicityModel) -> tracking.Comparison:
+    def compare_with(new_score: float) -> Callable[[ToxicityModel], Comparison]:
+        def compare(champion: ToxicityModel) -> Comparison:
             scored.append(champion)
-            return tracking.Comparison(new_score, fitted.score(champion), rows=100, excluded=0)
+            return Comparison(new_score, fitted.score(champion), rows=100, excluded=0)
 
         return compare
 
     _, v1 = _log(fitted.weak, settings, fitted)
-    first = tracking.gate_promotion(settings, v1, weak_score, compare_with(weak_score))
+    first = gate_promotion(settings, v1, weak_score, compare_with(weak_score))
     assert first.promoted and first.champion_before is None and first.reason == "no champion yet"
     assert scored == []
     assert _aliases(settings) == {"champion": v1}
 
     # The same quality again: not better, so not promoted; it becomes the challenger.
     run2, v2 = _log(fitted.weak, settings, fitted)
-    second = tracking.gate_promotion(settings, v2, weak_score, compare_with(weak_score))
+    second = gate_promotion(settings, v2, weak_score, compare_with(weak_score))
     assert not second.promoted
     assert second.champion_before == v1
     assert second.champion_score == pytest.approx(weak_score)  # champion re-scored by the caller
@@ -273,8 +291,8 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
 
     # No fair comparison (too few test comments the champion has not seen): not promoted.
     _, v_unfair = _log(fitted.strong, settings, fitted)
-    unfair = tracking.gate_promotion(
-        settings, v_unfair, strong_score, lambda _: tracking.Comparison(None, None, 12, 388)
+    unfair = gate_promotion(
+        settings, v_unfair, strong_score, lambda _: Comparison(None, None, 12, 388)
     )
     assert not unfair.promoted and unfair.champion_score is None
     assert "no fair comparison with champion v1: 12 test comments" in unfair.reason
@@ -283,14 +301,14 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
     # Better, but not by the margin asked for.
     run3, v3 = _log(fitted.strong, settings, fitted)
     strict = settings.model_copy(update={"promotion_margin": strong_score - weak_score + 0.001})
-    third = tracking.gate_promotion(strict, v3, strong_score, compare_with(strong_score))
+    third = gate_promotion(strict, v3, strong_score, compare_with(strong_score))
     assert not third.promoted
     assert third.margin == strict.promotion_margin
     assert _aliases(settings) == {"champion": v1, "challenger": v3}
 
     # Better by more than the margin: promoted; it no longer holds the challenger alias.
     loose = settings.model_copy(update={"promotion_margin": strong_score - weak_score - 0.001})
-    fourth = tracking.gate_promotion(loose, v3, strong_score, compare_with(strong_score))
+    fourth = gate_promotion(loose, v3, strong_score, compare_with(strong_score))
     assert fourth.promoted
     assert fourth.champion_before == v1
     assert fourth.champion_score == pytest.approx(weak_score)
@@ -304,7 +322,7 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
     assert client.get_run(run2).data.tags["toxiguard.decision"] == "challenger"
     assert client.get_run(run3).data.tags["toxiguard.decision"] == "promoted"
 
-    history = tracking.champion_history(settings)
+    history = champion_history(settings)
     assert [(e["event"], e["version"], e["previous"]) for e in history] == [
         ("promote", v1, None),
         ("promote", v3, v1),
@@ -312,16 +330,14 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
     assert history[1]["new_score"] == pytest.approx(strong_score)
     assert history[1]["champion_score"] == pytest.approx(weak_score)
 
-    listed = tracking.list_versions(settings)
+    listed = list_versions(settings)
     assert [row["version"] for row in listed] == [v1, v2, v_unfair, v3]
     assert [row["aliases"] for row in listed] == [[], [], [], ["champion"]]
     assert listed[3]["family"] == FAMILY
     assert listed[3]["run_id"] == run3
     assert listed[3]["test_roc_auc_mean"] == pytest.approx(strong_score)
 
-    champion, info = tracking.load_toxicity_model(
-        tracking.resolve_model_uri(None, settings), settings
-    )
+    champion, info = load_toxicity_model(resolve_model_uri(None, settings), settings)
     assert info["version"] == v3
     assert info["aliases"] == ["champion"]
     assert fitted.score(champion) == pytest.approx(strong_score)
@@ -330,23 +346,23 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
 def test_manual_promotion_rollback_and_history(backend: Settings, fitted: Fitted) -> None:
     settings = backend
     with pytest.raises(RegistryError, match="no earlier champion"):
-        tracking.rollback(settings)
+        rollback(settings)
     versions = [_log(fitted.weak, settings, fitted)[1] for _ in range(3)]
     v1, v2, v3 = versions
-    tracking.promote(settings, v1, reason="first")
-    tracking.promote(settings, v3, reason="hotfix")
-    tracking.promote(settings, v2)
-    tracking.promote(settings, v2)  # already champion: nothing happens, nothing recorded
+    promote(settings, v1, reason="first")
+    promote(settings, v3, reason="hotfix")
+    promote(settings, v2)
+    promote(settings, v2)  # already champion: nothing happens, nothing recorded
     assert _aliases(settings)["champion"] == v2
 
-    assert tracking.rollback(settings) == v3
+    assert rollback(settings) == v3
     assert _aliases(settings)["champion"] == v3
-    assert tracking.rollback(settings) == v1
+    assert rollback(settings) == v1
     with pytest.raises(RegistryError, match="no earlier champion"):
-        tracking.rollback(settings)
+        rollback(settings)
     assert _aliases(settings)["champion"] == v1
 
-    history = tracking.champion_history(settings)
+    history = champion_history(settings)
     assert [(e["event"], e["version"], e["previous"]) for e in history] == [
         ("promote", v1, None),
         ("promote", v3, v1),
@@ -358,11 +374,11 @@ def test_manual_promotion_rollback_and_history(backend: Settings, fitted: Fitted
     assert all(e["at"].endswith("+00:00") for e in history)
 
     # A promotion after a rollback starts a new line of champions to roll back through.
-    tracking.promote(settings, v2)
-    assert tracking.rollback(settings) == v1
+    promote(settings, v2)
+    assert rollback(settings) == v1
 
     with pytest.raises(ModelNotFoundError, match="no version 99"):
-        tracking.promote(settings, 99)
+        promote(settings, 99)
 
 
 def test_registered_model_loads_in_a_fresh_process_with_no_other_files(
@@ -370,7 +386,7 @@ def test_registered_model_loads_in_a_fresh_process_with_no_other_files(
 ) -> None:
     settings = backend
     _, version = _log(fitted.strong, settings, fitted)
-    tracking.promote(settings, version)
+    promote(settings, version)
     expected = fitted.strong.predict_proba(PROBE_TEXTS)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -405,16 +421,16 @@ def test_missing_models_and_registries_give_clear_errors(
     settings = backend
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelNotFoundError, match=r"no 'champion' version .*toxiguard train"):
-        tracking.load_toxicity_model(tracking.resolve_model_uri(None, settings), settings)
-    assert tracking.list_versions(settings) == []
-    assert tracking.champion_history(settings) == []
+        load_toxicity_model(resolve_model_uri(None, settings), settings)
+    assert list_versions(settings) == []
+    assert champion_history(settings) == []
     _log(fitted.weak, settings, fitted)
     with pytest.raises(ModelNotFoundError, match="no version 7"):
-        tracking.load_toxicity_model(tracking.resolve_model_uri("7", settings), settings)
+        load_toxicity_model(resolve_model_uri("7", settings), settings)
     with pytest.raises(ModelNotFoundError, match="no alias 'staging'"):
-        tracking.load_toxicity_model(tracking.resolve_model_uri("staging", settings), settings)
+        load_toxicity_model(resolve_model_uri("staging", settings), settings)
     with pytest.raises(ModelNotFoundError, match="no 'champion' version"):
-        tracking.load_toxicity_model(tracking.resolve_model_uri(None, settings), settings)
+        load_toxicity_model(resolve_model_uri(None, settings), settings)
     # Nothing was written into the working directory (no stray ./mlruns).
     assert {path.name for path in tmp_path.iterdir()} <= {"home"}
 
@@ -429,9 +445,9 @@ def test_an_unreachable_server_fails_fast_with_a_registry_error(
     get_settings.cache_clear()
     settings = get_settings()
     operations: list[Callable[[], object]] = [
-        lambda: tracking.load_toxicity_model(tracking.resolve_model_uri(None, settings), settings),
-        lambda: tracking.list_versions(settings),
-        lambda: tracking.configure_mlflow(settings),
+        lambda: load_toxicity_model(resolve_model_uri(None, settings), settings),
+        lambda: list_versions(settings),
+        lambda: configure_mlflow(settings),
     ]
     for operation in operations:
         with pytest.raises(RegistryError, match="cannot reach the MLflow server"):
@@ -439,13 +455,13 @@ def test_an_unreachable_server_fails_fast_with_a_registry_error(
 
 
 def test_embedded_experiment_keeps_artifacts_under_home(settings: Settings) -> None:
-    client = tracking.configure_mlflow(settings)
+    client = configure_mlflow(settings)
     experiment = client.get_experiment_by_name(settings.experiment_name)
     assert experiment is not None
     assert experiment.artifact_location == settings.artifact_root.as_uri()
     assert settings.artifact_root.is_dir()
     # Configuring again finds the same experiment.
-    again = tracking.configure_mlflow(settings).get_experiment_by_name(settings.experiment_name)
+    again = configure_mlflow(settings).get_experiment_by_name(settings.experiment_name)
     assert again is not None and again.experiment_id == experiment.experiment_id
 
 
@@ -465,4 +481,4 @@ def test_embedded_experiment_keeps_artifacts_under_home(settings: Settings) -> N
     ],
 )
 def test_resolve_model_uri(ref: str | None, expected: str, settings: Settings) -> None:
-    assert tracking.resolve_model_uri(ref, settings) == expected
+    assert resolve_model_uri(ref, settings) == expected

@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toxiguard import tracking
 from toxiguard.errors import DataValidationError
 from toxiguard.labels import LABELS
+from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
+from toxiguard.registry.promotion import champion_history
+from toxiguard.registry.versions import list_versions
 from toxiguard.settings import Settings, get_settings
-from toxiguard.training import run_training
+from toxiguard.training.pipeline import run_training
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,15 +80,15 @@ def test_gate_promotes_only_a_better_model(
         weak.models[0].evaluation.test_mean_roc_auc, abs=1e-9
     )
     assert not nb_again.decision.promoted, "a worse model must not be promoted"
-    versions = {v["version"]: v for v in tracking.list_versions(settings)}
+    versions = {v["version"]: v for v in list_versions(settings)}
     assert "champion" in versions[lr.version]["aliases"]
     assert "challenger" in versions[nb_again.version]["aliases"]
-    events = tracking.champion_history(settings)
+    events = champion_history(settings)
     assert [e["version"] for e in events if e["event"] == "promote"] == [weak_version, lr.version]
 
     # the champion loads in a fresh process, from an empty directory, with the data gone
     texts = ["you are a complete idiot", "thanks for fixing the citation", "I will find you"]
-    model, _ = tracking.load_toxicity_model(tracking.resolve_model_uri(None, settings), settings)
+    model, _ = load_toxicity_model(resolve_model_uri(None, settings), settings)
     expected = model.predict_proba(texts)
     shutil.rmtree(strong.splits_dir)
     empty = tmp_path / "empty"
@@ -123,7 +125,7 @@ def test_invalid_data_fails_and_keeps_the_champion(
     broken.to_csv(bad_path, index=False)
     with pytest.raises(DataValidationError, match=r"bad\.csv.*row.*8.*threat"):
         run_training(bad_path, ["tfidf-lr"], settings)
-    versions = tracking.list_versions(settings)
+    versions = list_versions(settings)
     assert [v["version"] for v in versions] == [first.models[0].version]
     assert "champion" in versions[0]["aliases"]
 
@@ -218,7 +220,9 @@ def test_run_trains_on_the_demo_corpus_when_no_kaggle_file(tmp_path: Path) -> No
 def test_gate_compares_on_test_comments_the_champion_never_saw(
     shared_sample: pd.DataFrame, settings: Settings, tmp_path: Path
 ) -> None:
-    from toxiguard import data, evaluation
+    from toxiguard.data.splits import load_splits
+    from toxiguard.data.validation import label_matrix, text_hashes
+    from toxiguard.training.evaluation import evaluate
 
     first_csv, all_csv = tmp_path / "first.csv", tmp_path / "all.csv"
     shared_sample.iloc[:2000].to_csv(first_csv, index=False)
@@ -228,16 +232,16 @@ def test_gate_compares_on_test_comments_the_champion_never_saw(
     decision = second.models[0].decision
 
     # The new job's test split holds comments the champion was trained or tuned on: left out.
-    champion, _ = tracking.load_toxicity_model(
+    champion, _ = load_toxicity_model(
         f"models:/{settings.registered_model_name}/{first.version}", settings
     )
     assert champion.seen_texts is not None and len(champion.seen_texts) > 1500
-    test = data.load_splits(second.splits_dir).test
+    test = load_splits(second.splits_dir).test
     texts = test["comment_text"].astype(str).tolist()
-    unseen = ~np.isin(data.text_hashes(texts), champion.seen_texts)
+    unseen = ~np.isin(text_hashes(texts), champion.seen_texts)
     assert 0 < unseen.sum() < len(texts)
-    expected = evaluation.evaluate(
-        data.label_matrix(test)[unseen],
+    expected = evaluate(
+        label_matrix(test)[unseen],
         champion.predict_proba([t for t, keep in zip(texts, unseen, strict=True) if keep]),
         champion.thresholds,
     )["mean_roc_auc"]
@@ -257,5 +261,5 @@ def test_gate_without_enough_unseen_test_comments_keeps_the_champion(
     again = run_training(path, ["tfidf-lr"], strict).models[0]
     assert not again.decision.promoted
     assert "no fair comparison with champion v1" in again.decision.reason
-    versions = {v["version"]: v for v in tracking.list_versions(settings)}
+    versions = {v["version"]: v for v in list_versions(settings)}
     assert "challenger" in versions[again.version]["aliases"]

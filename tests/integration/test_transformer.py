@@ -22,9 +22,9 @@ import torch
 
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models import create_model
-from toxiguard.models.onnx_runtime import roc_auc_metrics
-from toxiguard.models.transformer import ONNX_FILES, TransformerModel
-from toxiguard.models.windows import Windows, head_windows
+from toxiguard.models.transformer.model import ONNX_FILES, TransformerModel
+from toxiguard.models.transformer.onnx import roc_auc_metrics
+from toxiguard.models.transformer.windows import Windows, head_windows
 from toxiguard.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -226,7 +226,7 @@ print(json.dumps({
 def test_trains_registers_and_serves_from_the_registry_as_int8(
     shared_train: pd.DataFrame, settings: Settings, tmp_path: Path
 ) -> None:
-    from toxiguard.training import run_training
+    from toxiguard.training.pipeline import run_training
 
     data = tmp_path / "train.csv"
     _subset(shared_train, 600, np.random.default_rng(7)).to_csv(data, index=False)
@@ -273,7 +273,7 @@ import json, sys
 import numpy as np
 import torch
 import torch.distributed as dist
-from toxiguard.models.transformer import TransformerModel
+from toxiguard.models.transformer.model import TransformerModel
 
 torch.set_num_threads(1)
 backbone, out = sys.argv[1], sys.argv[2]
@@ -309,7 +309,7 @@ dist.destroy_process_group()
 def _tiny_backbone(directory: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from toxiguard.models.transformer import default_backbone
+    from toxiguard.models.transformer.model import default_backbone
 
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
     torch.manual_seed(0)

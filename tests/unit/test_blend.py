@@ -132,25 +132,26 @@ def test_blend_holds_out_validation_when_none_is_given() -> None:
 
 
 def test_a_jobs_blend_takes_the_transformer_and_its_best_tfidf_model() -> None:
-    from toxiguard import data, training
-    from toxiguard.demo import make_demo_corpus
+    from toxiguard.data.demo import make_demo_corpus
+    from toxiguard.data.splits import split_dataset
+    from toxiguard.data.validation import label_matrix
+    from toxiguard.training.pipeline import blend_members, fit_model, texts_of
 
-    splits = data.split_dataset(
+    splits = split_dataset(
         make_demo_corpus(900, seed=5), seed=0, validation_size=0.2, test_size=0.1
     )
     small = {"word_max_features": 3_000, "char_max_features": 3_000}
     fitted = {
-        family: training.fit_model(family, splits, small)[0]
-        for family in ("complement-nb", "tfidf-lr")
+        family: fit_model(family, splits, small)[0] for family in ("complement-nb", "tfidf-lr")
     }
     # A useless TF-IDF model: its labels were shuffled across rows.
     order = np.random.default_rng(0).permutation(len(splits.train))
-    shuffled = data.label_matrix(splits.train)[order]
-    fitted["nbsvm"] = create_model("nbsvm", **small).fit(training.texts_of(splits.train), shuffled)
-    best_two = training.blend_members(fitted, splits, 2)
+    shuffled = label_matrix(splits.train)[order]
+    fitted["nbsvm"] = create_model("nbsvm", **small).fit(texts_of(splits.train), shuffled)
+    best_two = blend_members(fitted, splits, 2)
     assert best_two[0] == "transformer" and sorted(best_two[1:]) == ["complement-nb", "tfidf-lr"]
-    assert len(training.blend_members(fitted, splits, 1)) == 2
-    assert sorted(training.blend_members(fitted, splits, 5)[1:]) == sorted(fitted)
+    assert len(blend_members(fitted, splits, 1)) == 2
+    assert sorted(blend_members(fitted, splits, 5)[1:]) == sorted(fitted)
     only = {"nbsvm": fitted["nbsvm"]}
-    assert training.blend_members(only, splits, 3) == ["transformer", "nbsvm"]
-    assert training.blend_members({}, splits, 3) == ["transformer", "tfidf-lr"]
+    assert blend_members(only, splits, 3) == ["transformer", "nbsvm"]
+    assert blend_members({}, splits, 3) == ["transformer", "tfidf-lr"]

@@ -9,7 +9,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from toxiguard.errors import ToxiguardError
-from toxiguard.models.char_ngrams import CharNgramTfidf, ngram_hash, ngram_hashes
+from toxiguard.features.char_ngrams import CharNgramTfidf, ngram_hash, ngram_hashes
 
 # Every word has 3+ characters: scikit-learn counts a padded word shorter than n once more as an
 # "n-gram" of that length (a quirk this module does not copy), so such words are left out here.
@@ -70,7 +70,7 @@ def test_transform_in_chunks_matches_one_chunk(monkeypatch: pytest.MonkeyPatch) 
     texts = TEXTS * 7
     vectorizer = CharNgramTfidf((1, 3), min_df=1).fit(texts)
     whole = vectorizer.transform(texts)
-    monkeypatch.setattr("toxiguard.models.char_ngrams.CHUNK_TEXTS", 4)
+    monkeypatch.setattr("toxiguard.features.char_ngrams.CHUNK_TEXTS", 4)
     chunked = CharNgramTfidf((1, 3), min_df=1).fit(texts)
     np.testing.assert_array_equal(chunked.vocabulary_, vectorizer.vocabulary_)
     assert abs(chunked.transform(texts) - whole).max() < 1e-7

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toxiguard import data
+from toxiguard.data.readers import iter_comment_chunks, read_comments
+from toxiguard.data.splits import load_splits, save_splits, split_dataset
+from toxiguard.data.validation import fingerprint, label_matrix, load_dataset
 from toxiguard.errors import DataValidationError, ToxiguardError
 from toxiguard.labels import ID_COLUMN, LABELS, TEXT_COLUMN
 
@@ -56,7 +58,7 @@ def write(path: Path, rows: Sequence[Sequence[object]], header: list[str] = HEAD
 def problems_of(path: Path) -> tuple[str, DataValidationError]:
     """Return the message and error raised by load_dataset(path)."""
     with pytest.raises(DataValidationError) as caught:
-        data.load_dataset(path)
+        load_dataset(path)
     return str(caught.value), caught.value
 
 
@@ -65,39 +67,39 @@ def problems_of(path: Path) -> tuple[str, DataValidationError]:
 
 @pytest.mark.parametrize("name", ["train.csv", "train.csv.gz", "train.csv.zip", "train.parquet"])
 def test_every_format_loads_the_same_frame(tmp_path: Path, name: str) -> None:
-    dataset = data.load_dataset(write(tmp_path / name, ROWS))
+    dataset = load_dataset(write(tmp_path / name, ROWS))
     frame = dataset.frame
     assert list(frame.columns) == HEADER
     assert isinstance(frame.index, pd.RangeIndex)
     assert frame[ID_COLUMN].tolist() == [row[0] for row in ROWS]
     assert frame[TEXT_COLUMN].tolist() == [row[1] for row in ROWS]
     assert all(frame[label].dtype == np.int8 for label in LABELS)
-    assert data.label_matrix(frame).tolist() == [row[2:] for row in ROWS]
+    assert label_matrix(frame).tolist() == [row[2:] for row in ROWS]
     assert dataset.rows_read == 4
     assert dataset.dropped == {}
     assert dataset.source == str(tmp_path / name)
-    reference = data.load_dataset(write(tmp_path / "reference.csv", ROWS))
+    reference = load_dataset(write(tmp_path / "reference.csv", ROWS))
     assert dataset.fingerprint == reference.fingerprint
 
 
 def test_na_and_null_texts_stay_text(tmp_path: Path) -> None:
     rows = [["a1", "NA", 0, 0, 0, 0, 0, 0], ["a2", "null", 0, 0, 0, 0, 0, 0]]
     rows.append(["a3", "N/A", 1, 0, 0, 0, 0, 0])
-    frame = data.load_dataset(write(tmp_path / "train.csv", rows)).frame
+    frame = load_dataset(write(tmp_path / "train.csv", rows)).frame
     assert frame[TEXT_COLUMN].tolist() == ["NA", "null", "N/A"]
 
 
 def test_extra_columns_are_ignored(tmp_path: Path) -> None:
     rows = [[*row, "extra", 3.5] for row in ROWS]
-    dataset = data.load_dataset(write(tmp_path / "train.csv", rows, [*HEADER, "note", "score"]))
+    dataset = load_dataset(write(tmp_path / "train.csv", rows, [*HEADER, "note", "score"]))
     assert list(dataset.frame.columns) == HEADER
-    assert dataset.fingerprint == data.load_dataset(write(tmp_path / "b.csv", ROWS)).fingerprint
+    assert dataset.fingerprint == load_dataset(write(tmp_path / "b.csv", ROWS)).fingerprint
 
 
 def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "train.csv"
     path.write_bytes(b"\xef\xbb\xbf" + csv_text(ROWS).encode())
-    assert len(data.load_dataset(path).frame) == 4
+    assert len(load_dataset(path).frame) == 4
 
 
 def test_parquet_with_integer_and_boolean_labels(tmp_path: Path) -> None:
@@ -105,8 +107,8 @@ def test_parquet_with_integer_and_boolean_labels(tmp_path: Path) -> None:
     for label in LABELS:
         frame[label] = [True, False] if label == "toxic" else np.array([0, 1], dtype=np.int64)
     frame.to_parquet(tmp_path / "train.parquet", index=False)
-    loaded = data.load_dataset(tmp_path / "train.parquet").frame
-    assert data.label_matrix(loaded).tolist() == [[1, 0, 0, 0, 0, 0], [0, 1, 1, 1, 1, 1]]
+    loaded = load_dataset(tmp_path / "train.parquet").frame
+    assert label_matrix(loaded).tolist() == [[1, 0, 0, 0, 0, 0], [0, 1, 1, 1, 1, 1]]
 
 
 def test_zip_with_several_files_is_refused(tmp_path: Path) -> None:
@@ -145,10 +147,10 @@ def write_pair(directory: Path, suffix: str = ".csv") -> Path:
 
 @pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".csv.zip"])
 def test_test_pair_is_joined_and_unscored_rows_dropped(tmp_path: Path, suffix: str) -> None:
-    dataset = data.load_dataset(write_pair(tmp_path, suffix))
+    dataset = load_dataset(write_pair(tmp_path, suffix))
     assert dataset.frame[ID_COLUMN].tolist() == ["t1", "t2"]
     assert dataset.frame[TEXT_COLUMN].tolist() == ["hello there", "you moron"]
-    assert data.label_matrix(dataset.frame).tolist() == [[0] * 6, [1, 0, 0, 0, 1, 0]]
+    assert label_matrix(dataset.frame).tolist() == [[0] * 6, [1, 0, 0, 0, 1, 0]]
     assert dataset.rows_read == 4
     assert dataset.dropped == {f"test_labels{suffix}: labels are -1 (not scored)": 2}
     assert dataset.source == f"{tmp_path / f'test{suffix}'} + {tmp_path / f'test_labels{suffix}'}"
@@ -157,7 +159,7 @@ def test_test_pair_is_joined_and_unscored_rows_dropped(tmp_path: Path, suffix: s
 def test_test_pair_order_follows_test_csv(tmp_path: Path) -> None:
     write(tmp_path / "test_labels.csv", TEST_LABELS[::-1], [ID_COLUMN, *LABELS])
     path = write(tmp_path / "test.csv", TEST_ROWS, [ID_COLUMN, TEXT_COLUMN])
-    assert data.load_dataset(path).frame[ID_COLUMN].tolist() == ["t1", "t2"]
+    assert load_dataset(path).frame[ID_COLUMN].tolist() == ["t1", "t2"]
 
 
 def test_test_pair_partial_minus_one_is_an_error(tmp_path: Path) -> None:
@@ -187,9 +189,9 @@ def test_test_csv_without_labels_names_the_missing_file(tmp_path: Path) -> None:
 
 def test_directory_prefers_train_then_the_test_pair(tmp_path: Path) -> None:
     write_pair(tmp_path / "raw")
-    assert data.load_dataset(tmp_path / "raw").rows_read == 4  # the test pair
+    assert load_dataset(tmp_path / "raw").rows_read == 4  # the test pair
     write(tmp_path / "raw" / "train.csv.gz", ROWS)
-    dataset = data.load_dataset(tmp_path / "raw")
+    dataset = load_dataset(tmp_path / "raw")
     assert dataset.source == str(tmp_path / "raw" / "train.csv.gz")
     assert len(dataset.frame) == 4 and dataset.dropped == {}
 
@@ -331,7 +333,7 @@ def test_all_problems_are_reported_together(tmp_path: Path) -> None:
 def test_read_comments_keeps_every_column_as_text(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text('"key","comment_text","score"\n"007","NA",1.50\n"008","",2\n')
-    frame = data.read_comments(path)
+    frame = read_comments(path)
     assert list(frame.columns) == ["key", "comment_text", "score"]
     assert frame.to_dict("list") == {
         "key": ["007", "008"],
@@ -342,47 +344,47 @@ def test_read_comments_keeps_every_column_as_text(tmp_path: Path) -> None:
 
 def test_read_comments_parquet_keeps_types_and_blanks_missing_text(tmp_path: Path) -> None:
     pd.DataFrame({"n": [1, 2], "text": ["a", None]}).to_parquet(tmp_path / "c.parquet")
-    frame = data.read_comments(tmp_path / "c.parquet", text_column="text")
+    frame = read_comments(tmp_path / "c.parquet", text_column="text")
     assert frame["text"].tolist() == ["a", ""]
     assert frame["n"].tolist() == [1, 2]
 
 
 def test_read_comments_errors(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match="file not found"):
-        data.read_comments(tmp_path / "missing.csv")
+        read_comments(tmp_path / "missing.csv")
     (tmp_path / "in.csv").write_text('"text"\n"a"\n')
     with pytest.raises(DataValidationError, match="missing text column 'comment_text'"):
-        data.read_comments(tmp_path / "in.csv")
+        read_comments(tmp_path / "in.csv")
     pd.DataFrame({"comment_text": [1.5, 2.5]}).to_parquet(tmp_path / "n.parquet")
     with pytest.raises(DataValidationError, match=r"rows 1, 2: column 'comment_text': values"):
-        data.read_comments(tmp_path / "n.parquet")
+        read_comments(tmp_path / "n.parquet")
 
 
 @pytest.mark.parametrize("name", ["c.csv", "c.csv.gz", "c.csv.zip", "c.parquet"])
 def test_iter_comment_chunks_covers_every_row_in_order(tmp_path: Path, name: str) -> None:
     rows: list[list[object]] = [[f"id{i}", f"comment {i}\nline two", i % 2] for i in range(25)]
     path = write(tmp_path / name, rows, ["id", "comment_text", "flag"])
-    chunks = list(data.iter_comment_chunks(path, chunk_size=10))
+    chunks = list(iter_comment_chunks(path, chunk_size=10))
     assert [len(c) for c in chunks] == [10, 10, 5]
     joined = pd.concat(chunks, ignore_index=True)
     assert list(joined.columns) == ["id", "comment_text", "flag"]
     assert joined["comment_text"].tolist() == [row[1] for row in rows]
-    assert joined.astype(str).equals(data.read_comments(path).astype(str))
+    assert joined.astype(str).equals(read_comments(path).astype(str))
 
 
 def test_iter_comment_chunks_checks_the_column_before_iterating(tmp_path: Path) -> None:
     path = write(tmp_path / "c.csv.gz", [["a", "b"]], ["id", "text"])
     with pytest.raises(DataValidationError, match="missing text column 'comment_text'"):
-        data.iter_comment_chunks(path, chunk_size=5)
+        iter_comment_chunks(path, chunk_size=5)
     with pytest.raises(DataValidationError, match="unsupported file format"):
-        data.iter_comment_chunks(tmp_path / "c.txt", chunk_size=5)
+        iter_comment_chunks(tmp_path / "c.txt", chunk_size=5)
 
 
 def test_iter_comment_chunks_reports_bad_utf8_row(tmp_path: Path) -> None:
     rows: list[list[object]] = [[f"id{i}", f"comment {i}"] for i in range(3000)]
     text = csv_text(rows, ["id", "comment_text"]).encode()
     (tmp_path / "c.csv").write_bytes(text.replace(b"comment 2500", b"comment \xff2500"))
-    chunks = data.iter_comment_chunks(tmp_path / "c.csv", chunk_size=100)
+    chunks = iter_comment_chunks(tmp_path / "c.csv", chunk_size=100)
     with pytest.raises(DataValidationError) as caught:
         list(chunks)
     assert caught.value.problems[0].rows == (2501,)
@@ -392,31 +394,31 @@ def test_iter_comment_chunks_reports_bad_utf8_row(tmp_path: Path) -> None:
 
 
 def test_fingerprint_depends_on_content_only(tmp_path: Path) -> None:
-    frame = data.load_dataset(write(tmp_path / "train.csv", ROWS)).frame
+    frame = load_dataset(write(tmp_path / "train.csv", ROWS)).frame
     same = frame.copy()
     same.index = pd.RangeIndex(10, 14)
     for label in LABELS:
         same[label] = same[label].astype(np.int64)
-    assert data.fingerprint(same) == data.fingerprint(frame)
-    assert len(data.fingerprint(frame)) == 64
+    assert fingerprint(same) == fingerprint(frame)
+    assert len(fingerprint(frame)) == 64
     changed_text = frame.copy()
     changed_text.loc[1, TEXT_COLUMN] = "You are an idiot!"
     changed_label = frame.copy()
     changed_label.loc[2, "threat"] = 1
     reordered = frame.iloc[[1, 0, 2, 3]].reset_index(drop=True)
-    digests = {data.fingerprint(f) for f in (frame, changed_text, changed_label, reordered)}
+    digests = {fingerprint(f) for f in (frame, changed_text, changed_label, reordered)}
     assert len(digests) == 4
 
 
 def test_fingerprint_cannot_be_fooled_by_moving_text_between_columns() -> None:
     a = pd.DataFrame({ID_COLUMN: ["a,b"], TEXT_COLUMN: ["c"]} | {label: [0] for label in LABELS})
     b = pd.DataFrame({ID_COLUMN: ["a"], TEXT_COLUMN: ["b,c"]} | {label: [0] for label in LABELS})
-    assert data.fingerprint(a) != data.fingerprint(b)
+    assert fingerprint(a) != fingerprint(b)
 
 
 def test_label_matrix_needs_the_labels() -> None:
     with pytest.raises(ToxiguardError, match="label columns"):
-        data.label_matrix(pd.DataFrame({"toxic": [1]}))
+        label_matrix(pd.DataFrame({"toxic": [1]}))
 
 
 # --------------------------------------------------------------------------- splits
@@ -437,7 +439,7 @@ def labelled_frame(n: int = 3000, seed: int = 3) -> pd.DataFrame:
 
 def test_split_is_disjoint_complete_and_sized() -> None:
     frame = labelled_frame()
-    splits = data.split_dataset(frame, seed=1, validation_size=0.1, test_size=0.2)
+    splits = split_dataset(frame, seed=1, validation_size=0.1, test_size=0.2)
     ids = [set(part[ID_COLUMN]) for part in (splits.train, splits.validation, splits.test)]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
     assert ids[0] | ids[1] | ids[2] == set(frame[ID_COLUMN])
@@ -447,12 +449,12 @@ def test_split_is_disjoint_complete_and_sized() -> None:
         assert isinstance(part.index, pd.RangeIndex)
         assert part[ID_COLUMN].is_monotonic_increasing  # original order kept
         assert list(part.columns) == HEADER
-    assert splits.source_fingerprint == data.fingerprint(frame)
+    assert splits.source_fingerprint == fingerprint(frame)
 
 
 def test_split_keeps_label_prevalence_in_every_part() -> None:
     frame = labelled_frame()
-    splits = data.split_dataset(frame, seed=7, validation_size=0.1, test_size=0.1)
+    splits = split_dataset(frame, seed=7, validation_size=0.1, test_size=0.1)
     whole = frame[list(LABELS)].sum()
     for part, share in ((splits.train, 0.8), (splits.validation, 0.1), (splits.test, 0.1)):
         positives = part[list(LABELS)].sum()
@@ -464,7 +466,7 @@ def test_split_keeps_label_prevalence_in_every_part() -> None:
 def test_split_beats_chance_on_rare_labels() -> None:
     """A plain random split of the same sizes misses the rare-label shares by far more."""
     frame = labelled_frame()
-    splits = data.split_dataset(frame, seed=0, validation_size=0.1, test_size=0.1)
+    splits = split_dataset(frame, seed=0, validation_size=0.1, test_size=0.1)
     expected = 0.1 * frame["threat"].sum()
     stratified = abs(splits.test["threat"].sum() - expected)
     rng = np.random.default_rng(0)
@@ -477,9 +479,9 @@ def test_split_beats_chance_on_rare_labels() -> None:
 
 def test_same_seed_reproduces_and_other_seed_differs() -> None:
     frame = labelled_frame()
-    first = data.split_dataset(frame, seed=5, validation_size=0.1, test_size=0.1)
-    again = data.split_dataset(frame, seed=5, validation_size=0.1, test_size=0.1)
-    other = data.split_dataset(frame, seed=6, validation_size=0.1, test_size=0.1)
+    first = split_dataset(frame, seed=5, validation_size=0.1, test_size=0.1)
+    again = split_dataset(frame, seed=5, validation_size=0.1, test_size=0.1)
+    other = split_dataset(frame, seed=6, validation_size=0.1, test_size=0.1)
     assert first.fingerprint == again.fingerprint
     pd.testing.assert_frame_equal(first.test, again.test)
     assert other.fingerprint != first.fingerprint
@@ -489,16 +491,16 @@ def test_same_seed_reproduces_and_other_seed_differs() -> None:
 @pytest.mark.parametrize(("validation", "test"), [(0.0, 0.1), (0.6, 0.5), (0.1, 1.0)])
 def test_split_sizes_are_checked(validation: float, test: float) -> None:
     with pytest.raises(ToxiguardError, match="split sizes"):
-        data.split_dataset(labelled_frame(), seed=0, validation_size=validation, test_size=test)
+        split_dataset(labelled_frame(), seed=0, validation_size=validation, test_size=test)
 
 
 def test_split_refuses_too_few_rows() -> None:
     with pytest.raises(ToxiguardError, match="too few rows"):
-        data.split_dataset(labelled_frame(5), seed=0, validation_size=0.1, test_size=0.1)
+        split_dataset(labelled_frame(5), seed=0, validation_size=0.1, test_size=0.1)
 
 
 def test_summary_counts_rows_and_positives() -> None:
-    splits = data.split_dataset(labelled_frame(), seed=0, validation_size=0.1, test_size=0.1)
+    splits = split_dataset(labelled_frame(), seed=0, validation_size=0.1, test_size=0.1)
     summary = json.loads(json.dumps(splits.summary()))
     assert list(summary) == ["train", "validation", "test"]
     assert summary["test"]["rows"] == len(splits.test)
@@ -506,8 +508,8 @@ def test_summary_counts_rows_and_positives() -> None:
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
-    splits = data.split_dataset(labelled_frame(), seed=2, validation_size=0.1, test_size=0.1)
-    directory = data.save_splits(splits, tmp_path / "splits" / "abc")
+    splits = split_dataset(labelled_frame(), seed=2, validation_size=0.1, test_size=0.1)
+    directory = save_splits(splits, tmp_path / "splits" / "abc")
     assert sorted(p.name for p in directory.iterdir()) == [
         "splits.json",
         "test.parquet",
@@ -517,7 +519,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     manifest = json.loads((directory / "splits.json").read_text())
     assert manifest["fingerprint"] == splits.fingerprint
     assert manifest["seed"] == 2 and manifest["summary"] == splits.summary()
-    loaded = data.load_splits(directory)
+    loaded = load_splits(directory)
     assert loaded.fingerprint == splits.fingerprint
     assert (loaded.seed, loaded.source_fingerprint) == (2, splits.source_fingerprint)
     for name, part in loaded.parts().items():
@@ -525,22 +527,22 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_tampered_split_is_detected(tmp_path: Path) -> None:
-    splits = data.split_dataset(labelled_frame(), seed=2, validation_size=0.1, test_size=0.1)
-    directory = data.save_splits(splits, tmp_path)
+    splits = split_dataset(labelled_frame(), seed=2, validation_size=0.1, test_size=0.1)
+    directory = save_splits(splits, tmp_path)
     tampered = pd.read_parquet(directory / "validation.parquet")
     tampered["toxic"] = tampered["toxic"].where(tampered.index != 0, 1 - tampered["toxic"])
     tampered.to_parquet(directory / "validation.parquet", index=False)
     with pytest.raises(DataValidationError) as caught:
-        data.load_splits(directory)
+        load_splits(directory)
     assert [Path(p.file).name for p in caught.value.problems] == ["validation.parquet"]
     assert "does not match the fingerprint" in str(caught.value)
 
 
 def test_missing_split_files_are_reported(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match=r"splits\.json: cannot read"):
-        data.load_splits(tmp_path)
-    splits = data.split_dataset(labelled_frame(), seed=2, validation_size=0.1, test_size=0.1)
-    directory = data.save_splits(splits, tmp_path)
+        load_splits(tmp_path)
+    splits = split_dataset(labelled_frame(), seed=2, validation_size=0.1, test_size=0.1)
+    directory = save_splits(splits, tmp_path)
     (directory / "test.parquet").unlink()
     with pytest.raises(DataValidationError, match=r"test\.parquet: cannot read split"):
-        data.load_splits(directory)
+        load_splits(directory)

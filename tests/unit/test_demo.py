@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from toxiguard import data
-from toxiguard.demo import make_demo_corpus, write_demo_corpus
+from toxiguard.data.demo import make_demo_corpus, write_demo_corpus
+from toxiguard.data.validation import fingerprint, load_dataset
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import ID_COLUMN, LABELS, TEXT_COLUMN
 
@@ -53,8 +53,8 @@ def test_labels_follow_the_text_but_not_perfectly() -> None:
 @pytest.mark.parametrize("name", ["train.csv", "train.csv.gz"])
 def test_written_corpus_passes_validation(tmp_path: Path, name: str) -> None:
     path = write_demo_corpus(tmp_path / "demo" / name, n_rows=400, seed=1)
-    dataset = data.load_dataset(path)
-    assert dataset.fingerprint == data.fingerprint(make_demo_corpus(400, seed=1))
+    dataset = load_dataset(path)
+    assert dataset.fingerprint == fingerprint(make_demo_corpus(400, seed=1))
     text = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
     assert text.startswith(b'"id","comment_text","toxic",')
     assert re.search(rb'^"[0-9a-f]{16}",".*",[01],[01],[01],[01],[01],[01]$', text, re.M)

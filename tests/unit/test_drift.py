@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from toxiguard.features.statistics import text_statistics
 from toxiguard.labels import LABELS
 from toxiguard.monitoring.drift import (
     INSUFFICIENT_DATA,
@@ -24,7 +25,6 @@ from toxiguard.monitoring.reference import (
     oov_shares,
     words_of,
 )
-from toxiguard.text import text_statistics
 
 # Talk-page words, so that the text drift classifier has a vocabulary to work with.
 TALK = (

@@ -11,14 +11,14 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from toxiguard.evaluation import (
+from toxiguard.labels import LABELS
+from toxiguard.training.evaluation import (
     evaluate,
     flat_metrics,
     plot_f1_bars,
     plot_pr_curves,
     tune_thresholds,
 )
-from toxiguard.labels import LABELS
 
 # Columns: toxic, severe_toxic (no positives), obscene (perfectly separated),
 # threat (all positive), insult, identity_hate (all scores tied).
@@ -181,5 +181,7 @@ def test_f1_bar_plot_shows_both_f1_scores() -> None:
 
 
 def test_importing_evaluation_leaves_pyplot_alone() -> None:
-    code = "import sys, toxiguard.evaluation; assert 'matplotlib.pyplot' not in sys.modules"
+    code = (
+        "import sys, toxiguard.training.evaluation; assert 'matplotlib.pyplot' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

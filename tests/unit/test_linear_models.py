@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from toxiguard.data import label_matrix
-from toxiguard.demo import make_demo_corpus
+from toxiguard.data.demo import make_demo_corpus
+from toxiguard.data.validation import label_matrix
 from toxiguard.errors import ModelNotFoundError, ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model, model_class, model_families
 from toxiguard.models.base import META_FILE
-from toxiguard.models.linear import LinearTextModel
+from toxiguard.models.tfidf.linear import LinearTextModel
 
 FAMILIES = ("tfidf-lr", "nbsvm", "tfidf-svm", "complement-nb")
 # Small vocabularies keep the tests fast; the corpus is small anyway.

@@ -17,15 +17,25 @@ from pathlib import Path
 import pytest
 from honcho.environ import parse_procfile
 
-from toxiguard import stack
+from toxiguard.orchestration import stack as stack_module
+from toxiguard.orchestration.processes import MARKER_VARIABLE, marked_processes
+from toxiguard.orchestration.stack import (
+    PROCFILE,
+    SERVICES,
+    StackError,
+    stack_down,
+    stack_environment,
+    stack_status,
+    stack_up,
+)
 from toxiguard.settings import Settings
 
 
 def test_procfile_runs_every_service_with_variables_the_stack_sets(settings: Settings) -> None:
-    procfile = parse_procfile(stack.PROCFILE.read_text())
-    assert tuple(procfile.processes) == stack.SERVICES
-    env = stack.stack_environment(settings, "marker")
-    used = set(re.findall(r"\$\{?([A-Z_]+)\}?", stack.PROCFILE.read_text()))
+    procfile = parse_procfile(PROCFILE.read_text())
+    assert tuple(procfile.processes) == SERVICES
+    env = stack_environment(settings, "marker")
+    used = set(re.findall(r"\$\{?([A-Z_]+)\}?", PROCFILE.read_text()))
     assert used, "the Procfile should take its ports and URIs from variables"
     assert used <= set(env), f"variables the stack does not set: {used - set(env)}"
     assert env["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{settings.mlflow_port}"
@@ -39,15 +49,15 @@ def test_procfile_runs_every_service_with_variables_the_stack_sets(settings: Set
 def test_mlflow_backend_follows_the_setting(settings: Settings) -> None:
     postgres = "postgresql+psycopg://toxiguard:secret@127.0.0.1:5432/mlflow"
     custom = settings.model_copy(update={"mlflow_backend_uri": postgres})
-    assert stack.stack_environment(custom, "m")["TOXIGUARD_STACK_MLFLOW_BACKEND"] == postgres
+    assert stack_environment(custom, "m")["TOXIGUARD_STACK_MLFLOW_BACKEND"] == postgres
 
 
 def test_status_of_a_stack_never_started(settings: Settings) -> None:
-    status = stack.stack_status(settings)
+    status = stack_status(settings)
     assert not status.running and not status.healthy
-    assert [s.name for s in status.services] == list(stack.SERVICES)
+    assert [s.name for s in status.services] == list(SERVICES)
     assert not any(s.started or s.healthy for s in status.services)
-    assert stack.stack_down(settings) == []
+    assert stack_down(settings) == []
 
 
 def test_up_refuses_a_port_in_use_and_names_the_setting(settings: Settings) -> None:
@@ -56,8 +66,8 @@ def test_up_refuses_a_port_in_use_and_names_the_setting(settings: Settings) -> N
         taken.listen()
         port = taken.getsockname()[1]
         busy = settings.model_copy(update={"prefect_port": port})
-        with pytest.raises(stack.StackError, match=f"127.0.0.1:{port}.*TOXIGUARD_PREFECT_PORT"):
-            stack.stack_up(busy)
+        with pytest.raises(StackError, match=f"127.0.0.1:{port}.*TOXIGUARD_PREFECT_PORT"):
+            stack_up(busy)
     assert not (busy.stack_run_dir / "stack.json").exists()
 
 
@@ -65,7 +75,7 @@ def test_up_refuses_a_port_in_use_and_names_the_setting(settings: Settings) -> N
 def fake_stack(settings: Settings) -> Iterator[tuple[int, str]]:
     """A stand-in for honcho: a process group whose child escaped to a session of its own."""
     marker = uuid.uuid4().hex
-    env = {**os.environ, stack.MARKER_VARIABLE: marker}
+    env = {**os.environ, MARKER_VARIABLE: marker}
     # The parent ignores SIGTERM (as a stuck service would); its child runs in a new session,
     # as Prefect's runner starts flow runs: signalling the parent's group does not reach it.
     script = (
@@ -77,7 +87,7 @@ def fake_stack(settings: Settings) -> Iterator[tuple[int, str]]:
     )
     process = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
     deadline = time.monotonic() + 20
-    while len(stack.marked_processes(marker)) < 2:
+    while len(marked_processes(marker)) < 2:
         assert time.monotonic() < deadline, "the fake stack did not start"
         time.sleep(0.05)
     settings.stack_run_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +97,7 @@ def fake_stack(settings: Settings) -> Iterator[tuple[int, str]]:
     try:
         yield process.pid, marker
     finally:
-        for pid in stack.marked_processes(marker):
+        for pid in marked_processes(marker):
             os.kill(pid, signal.SIGKILL)
         process.wait(timeout=10)
 
@@ -95,13 +105,13 @@ def fake_stack(settings: Settings) -> Iterator[tuple[int, str]]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="the marker sweep reads /proc (Linux)")
 def test_down_leaves_no_process_behind(settings: Settings, fake_stack: tuple[int, str]) -> None:
     pid, marker = fake_stack
-    children = set(stack.marked_processes(marker)) - {pid}
-    assert stack.stack_status(settings).running
-    stopped = stack.stack_down(settings, timeout=2.0)
+    children = set(marked_processes(marker)) - {pid}
+    assert stack_status(settings).running
+    stopped = stack_down(settings, timeout=2.0)
     assert pid in stopped and children <= set(stopped)
-    assert stack.marked_processes(marker) == []
+    assert marked_processes(marker) == []
     assert not (settings.stack_run_dir / "stack.json").exists()
-    assert not stack.stack_status(settings).running
+    assert not stack_status(settings).running
 
 
 @pytest.mark.slow
@@ -114,13 +124,13 @@ def test_up_reports_a_service_that_dies_and_stops_the_rest(
         "prefect: echo 'prefect: database is locked' && exit 3\n"
         "flows: exec sleep 300\n"
     )
-    monkeypatch.setattr(stack, "PROCFILE", procfile)
-    with pytest.raises(stack.StackError, match=r"(?s)stack stopped.*database is locked"):
-        stack.stack_up(settings, timeout=60)
+    monkeypatch.setattr(stack_module, "PROCFILE", procfile)
+    with pytest.raises(StackError, match=r"(?s)stack stopped.*database is locked"):
+        stack_up(settings, timeout=60)
     assert not (settings.stack_run_dir / "stack.json").exists()
     log = (settings.stack_run_dir / "stack.log").read_text()
     assert "mlflow.1 started" in log and "prefect.1 stopped (rc=3)" in log
     env_file = (settings.stack_run_dir / "stack.env").read_text()
-    marker = re.search(rf'{stack.MARKER_VARIABLE}="(\w+)"', env_file)
+    marker = re.search(rf'{MARKER_VARIABLE}="(\w+)"', env_file)
     assert marker is not None
-    assert stack.marked_processes(marker.group(1)) == []
+    assert marked_processes(marker.group(1)) == []

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, create_engine, inspect
 
+from toxiguard.features.statistics import text_statistics
 from toxiguard.labels import LABELS
 from toxiguard.monitoring import store
 from toxiguard.monitoring.prediction_log import PredictionBatch, PredictionLog, batch_rows
 from toxiguard.settings import Settings
-from toxiguard.text import text_statistics
 
 
 def _batch(

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from toxiguard.errors import ToxiguardError
-from toxiguard.text import (
+from toxiguard.features.statistics import text_statistics
+from toxiguard.features.text import (
     CLEANING_STEPS,
     DEFAULT_STEPS,
     IP_TOKEN,
@@ -22,7 +23,6 @@ from toxiguard.text import (
     squeeze_repeats,
     squeeze_whitespace,
     strip_accents,
-    text_statistics,
 )
 
 

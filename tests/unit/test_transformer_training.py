@@ -21,15 +21,15 @@ from torch import nn
 from toxiguard.errors import ModelNotFoundError, ToxiguardError
 from toxiguard.labels import LABELS
 from toxiguard.models.base import ToxicityModel
-from toxiguard.models.onnx_runtime import roc_auc_metrics
-from toxiguard.models.transformer import ONNX_FILES, TransformerModel, TransformerParamError
-from toxiguard.models.transformer_setup import (
+from toxiguard.models.transformer.model import ONNX_FILES, TransformerModel, TransformerParamError
+from toxiguard.models.transformer.onnx import roc_auc_metrics
+from toxiguard.models.transformer.setup import (
     CheckpointError,
     Distributed,
     seed_everything,
     select_device,
 )
-from toxiguard.models.transformer_training import (
+from toxiguard.models.transformer.training import (
     LoopConfig,
     LoopState,
     epoch_batches,
@@ -80,7 +80,7 @@ def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Return a directory holding a tiny random BERT classifier and the MiniLM tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from toxiguard.models.transformer import default_backbone
+    from toxiguard.models.transformer.model import default_backbone
 
     directory = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
@@ -115,8 +115,8 @@ def _inputs(backbone: Path, texts: list[str]) -> tuple[list[list[int]], int]:
 
 
 def _evaluator(backbone: Path, texts: list[str], labels: npt.NDArray[np.int_]) -> Any:
-    from toxiguard.models.transformer import torch_scorer
-    from toxiguard.models.windows import pad_batch, sigmoid
+    from toxiguard.models.transformer.model import torch_scorer
+    from toxiguard.models.transformer.windows import pad_batch, sigmoid
 
     ids, pad_id = _inputs(backbone, texts)
 

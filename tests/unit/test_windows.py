@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toxiguard.models.windows import (
+from toxiguard.models.transformer.windows import (
     SpecialTokens,
     aggregate_windows,
     build_windows,
@@ -179,7 +179,7 @@ def test_mean_aggregation_dilutes_a_single_window() -> None:
 def _packaged_tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from toxiguard.models.transformer import default_backbone
+    from toxiguard.models.transformer.model import default_backbone
 
     return AutoTokenizer.from_pretrained(Path(default_backbone()))
 

@@ -34,16 +34,16 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Score a labelled file with a registered model; print per-label metrics."""
-    from toxiguard import data, evaluation, tracking
+    from toxiguard.data.validation import label_matrix, load_dataset
+    from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
+    from toxiguard.training.evaluation import evaluate
 
     settings = get_settings()
-    dataset = data.load_dataset(data_path)
-    uri = tracking.resolve_model_uri(model, settings)
-    loaded, info = tracking.load_toxicity_model(uri, settings)
+    dataset = load_dataset(data_path)
+    uri = resolve_model_uri(model, settings)
+    loaded, info = load_toxicity_model(uri, settings)
     texts = dataset.frame[TEXT_COLUMN].astype(str).tolist()
-    report = evaluation.evaluate(
-        data.label_matrix(dataset.frame), loaded.predict_proba(texts), loaded.thresholds
-    )
+    report = evaluate(label_matrix(dataset.frame), loaded.predict_proba(texts), loaded.thresholds)
     report["model"] = {"uri": uri, **{k: v for k, v in info.items() if k != "metrics"}}
     report["data"] = {
         "source": dataset.source,
@@ -65,11 +65,11 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Print the six probabilities and the flagged labels for each comment."""
-    from toxiguard import tracking
+    from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
 
     settings = get_settings()
-    uri = tracking.resolve_model_uri(model, settings)
-    loaded, info = tracking.load_toxicity_model(uri, settings)
+    uri = resolve_model_uri(model, settings)
+    loaded, info = load_toxicity_model(uri, settings)
     probabilities = loaded.predict_proba(texts)
     flags = probabilities >= loaded.thresholds
     if as_json:
@@ -109,12 +109,13 @@ def score(
     text_column: Annotated[str, typer.Option(help="Column holding the comments.")] = TEXT_COLUMN,
 ) -> None:
     """Score a file in chunks, keeping every input column and adding one column per label."""
-    from toxiguard import scoring, tracking
     from toxiguard.monitoring.prediction_log import chunk_logger
+    from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
+    from toxiguard.serving.batch_scoring import score_file
 
     settings = get_settings()
-    uri = tracking.resolve_model_uri(model, settings)
-    loaded, info = tracking.load_toxicity_model(uri, settings)
+    uri = resolve_model_uri(model, settings)
+    loaded, info = load_toxicity_model(uri, settings)
     with (
         Progress(
             *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console
@@ -122,7 +123,7 @@ def score(
         chunk_logger(settings, info, source="score") as log_chunk,
     ):
         task = progress.add_task("scoring", total=None)
-        rows = scoring.score_file(
+        rows = score_file(
             loaded,
             input_path,
             output_path,

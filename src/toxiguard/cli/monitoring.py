@@ -38,15 +38,16 @@ def monitor_run(
     ] = None,
 ) -> None:
     """Compare the window's traffic with the model's reference; store, alert, maybe retrain."""
-    from toxiguard import stack
     from toxiguard.monitoring.job import run_monitoring
+    from toxiguard.orchestration.flows import retrain as start_retraining
+    from toxiguard.orchestration.stack import attach_to_running_stack
 
-    settings = stack.attach_to_running_stack(
+    settings = attach_to_running_stack(
         settings_with(monitoring_window_hours=window_hours, retrain_on_drift=retrain)
     )
     prefect_environment(settings)
 
-    outcome = run_monitoring(settings, version=version)
+    outcome = run_monitoring(settings, version=version, retrainer=start_retraining)
     data = outcome.to_dict()
     table = Table(title=f"Monitoring run {outcome.run_id}: {data['status']}", show_edge=False)
     table.add_column("column")
@@ -126,11 +127,11 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
 ) -> None:
     """Replay real comments to the API (bounded in count and time) to show drift detection."""
-    from toxiguard import stack
-    from toxiguard.monitoring.simulate import simulate as run_simulation
+    from toxiguard.orchestration.simulate import simulate as run_simulation
+    from toxiguard.orchestration.stack import api_url
 
     settings = get_settings()
-    url = url or stack.api_url(settings)
+    url = url or api_url(settings)
     keys = settings.api_key_list
     with Progress(
         *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console

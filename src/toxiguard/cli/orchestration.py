@@ -28,10 +28,11 @@ def flows_serve(
     """Serve the training and monitoring deployments, scheduled from the settings, until stopped."""
     settings = get_settings()
     prefect_environment(settings)
-    from toxiguard import flows, stack
+    from toxiguard.orchestration.flows import serve_flows
+    from toxiguard.orchestration.stack import wait_until_healthy
 
     if settings.prefect_api_url:
-        stack.wait_until_healthy(f"{settings.prefect_api_url.rstrip('/')}/health", wait)
+        wait_until_healthy(f"{settings.prefect_api_url.rstrip('/')}/health", wait)
         console.print(f"Serving the deployments on {settings.prefect_api_url}.")
     else:
         console.print(
@@ -39,7 +40,7 @@ def flows_serve(
             "schedules and runs last only while this process runs (`toxiguard stack up` starts "
             "a real server)."
         )
-    flows.serve_flows(settings)
+    serve_flows(settings)
 
 
 @flows_app.command("train")
@@ -55,9 +56,9 @@ def flows_train(
     """Run the training flow once, here (on PREFECT_API_URL, or Prefect's temporary server)."""
     settings = get_settings()
     prefect_environment(settings)
-    from toxiguard import flows
+    from toxiguard.orchestration.flows import training_flow
 
-    summary = flows.training_flow(data=str(data_path) if data_path else None, models=model)
+    summary = training_flow(data=str(data_path) if data_path else None, models=model)
     console.print_json(json.dumps(summary, default=str))
 
 
@@ -70,9 +71,9 @@ def flows_monitor(
     """Run the monitoring flow once, here (on PREFECT_API_URL, or Prefect's temporary server)."""
     settings = get_settings()
     prefect_environment(settings)
-    from toxiguard import flows
+    from toxiguard.orchestration.flows import monitoring_flow
 
-    console.print_json(json.dumps(flows.monitoring_flow(window_hours=window_hours), default=str))
+    console.print_json(json.dumps(monitoring_flow(window_hours=window_hours), default=str))
 
 
 def _print_stack(status: Any) -> None:
@@ -103,10 +104,10 @@ def stack_up(
     ] = None,
 ) -> None:
     """Start MLflow, Prefect, the flows runner and the API in the background; wait until healthy."""
-    from toxiguard import stack
+    from toxiguard.orchestration.stack import stack_up
 
     settings = get_settings()
-    status = stack.stack_up(settings, timeout)
+    status = stack_up(settings, timeout)
     _print_stack(status)
     if not any(s.name == "api" and s.started for s in status.services):
         console.print(
@@ -118,9 +119,9 @@ def stack_up(
 @stack_app.command("down")
 def stack_down() -> None:
     """Stop every process the stack started (honcho, its services, any running flow)."""
-    from toxiguard import stack
+    from toxiguard.orchestration.stack import stack_down
 
-    stopped = stack.stack_down(get_settings())
+    stopped = stack_down(get_settings())
     console.print(f"stopped (pids {', '.join(map(str, stopped))})" if stopped else "not running")
 
 
@@ -130,17 +131,17 @@ def stack_wait(
     timeout: Annotated[float, typer.Option(help="Seconds to wait before failing.")] = 240.0,
 ) -> None:
     """Wait until a URL answers 200 (the Procfile orders start-up with it); exit 2 on time-out."""
-    from toxiguard import stack
+    from toxiguard.orchestration.stack import wait_until_healthy
 
-    stack.wait_until_healthy(url, timeout)
+    wait_until_healthy(url, timeout)
 
 
 @stack_app.command("status")
 def stack_status() -> None:
     """Show each service's URL and health; exit 1 unless the stack runs and all are healthy."""
-    from toxiguard import stack
+    from toxiguard.orchestration.stack import stack_status
 
-    status = stack.stack_status(get_settings())
+    status = stack_status(get_settings())
     _print_stack(status)
     if not status.healthy:
         raise typer.Exit(1)

@@ -16,9 +16,9 @@ models_app = typer.Typer(help="Show and change the model registry.", no_args_is_
 @models_app.command("list")
 def models_list() -> None:
     """List every registered version with its aliases and test score."""
-    from toxiguard import tracking
+    from toxiguard.registry.versions import list_versions
 
-    versions = tracking.list_versions(get_settings())
+    versions = list_versions(get_settings())
     table = Table(show_edge=False)
     for column in ("version", "aliases", "family", "test ROC-AUC", "created", "run"):
         table.add_column(column)
@@ -41,27 +41,27 @@ def models_promote(
     reason: Annotated[str, typer.Option(help="Why, recorded in the history.")] = "manual",
 ) -> None:
     """Make a version the champion, by hand; the event is recorded."""
-    from toxiguard import tracking
+    from toxiguard.registry.promotion import promote
 
-    tracking.promote(get_settings(), version, reason=reason)
+    promote(get_settings(), version, reason=reason)
     console.print(f"version {version} is now champion")
 
 
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Give the champion alias back to the previous champion; the event is recorded."""
-    from toxiguard import tracking
+    from toxiguard.registry.promotion import rollback
 
-    version = tracking.rollback(get_settings())
+    version = rollback(get_settings())
     console.print(f"rolled back: version {version} is champion again")
 
 
 @models_app.command("history")
 def models_history() -> None:
     """Show every promotion and rollback of the champion, oldest first."""
-    from toxiguard import tracking
+    from toxiguard.registry.promotion import champion_history
 
-    events = tracking.champion_history(get_settings())
+    events = champion_history(get_settings())
     table = Table(show_edge=False)
     for column in ("at", "event", "version", "previous", "reason"):
         table.add_column(column)

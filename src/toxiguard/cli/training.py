@@ -30,14 +30,14 @@ def data_validate(
     ],
 ) -> None:
     """Validate a labelled file and summarise it; exit 2 with every problem found."""
-    from toxiguard import data
+    from toxiguard.data.validation import label_matrix, load_dataset
 
-    dataset = data.load_dataset(path)
+    dataset = load_dataset(path)
     table = Table(title=f"{dataset.source}: valid", show_edge=False)
     table.add_column("label")
     table.add_column("positives", justify="right")
     table.add_column("share", justify="right")
-    labels = data.label_matrix(dataset.frame)
+    labels = label_matrix(dataset.frame)
     for index, label in enumerate(LABELS):
         positives = int(labels[:, index].sum())
         table.add_row(label, f"{positives:,}", f"{positives / max(len(labels), 1):.2%}")
@@ -73,7 +73,7 @@ def train(
     ] = None,
 ) -> None:
     """Validate, split, fit, evaluate, register and gate each model; print the results."""
-    from toxiguard.training import DEFAULT_FAMILIES, run_training
+    from toxiguard.training.pipeline import DEFAULT_FAMILIES, run_training
 
     settings = settings_with(seed=seed)
     transformer_params = {
@@ -140,11 +140,11 @@ def run(
 
     Trains on data/raw/train.csv (or .zip/.gz/.parquet), or on the demo corpus if it is absent.
     """
-    from toxiguard import stack
-    from toxiguard.demo import write_demo_corpus
+    from toxiguard.data.demo import write_demo_corpus
+    from toxiguard.orchestration.stack import has_champion
 
     settings = get_settings()
-    if retrain or not stack.has_champion(settings):
+    if retrain or not has_champion(settings):
         found = [data_dir / name for name in RAW_DATA_CANDIDATES if (data_dir / name).is_file()]
         if found:
             data_path = found[0]

@@ -11,13 +11,13 @@ from toxiguard.models.base import ToxicityModel
 def _families() -> dict[str, type[ToxicityModel]]:
     # Imported lazily so that importing toxiguard.models does not pull in every framework.
     from toxiguard.models.blend import BlendModel
-    from toxiguard.models.linear import (
+    from toxiguard.models.tfidf.linear import (
         ComplementNBModel,
         NBSVMModel,
         TfidfLogisticModel,
         TfidfSVMModel,
     )
-    from toxiguard.models.transformer import TransformerModel
+    from toxiguard.models.transformer.model import TransformerModel
 
     families: list[type[ToxicityModel]] = [
         BlendModel,

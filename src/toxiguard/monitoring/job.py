@@ -110,7 +110,7 @@ def window_frame(rows: pd.DataFrame, vocabulary: frozenset[str]) -> pd.DataFrame
 
 def _baseline_roc_auc(settings: Settings, version: int) -> float | None:
     """Return the version's mean test ROC-AUC recorded at registration, if any."""
-    from toxiguard.registry import configure_mlflow
+    from toxiguard.registry.client import configure_mlflow
 
     try:
         client = configure_mlflow(settings)
@@ -124,7 +124,7 @@ def _baseline_roc_auc(settings: Settings, version: int) -> float | None:
 
 def _champion_version(settings: Settings) -> int | None:
     """Return the version the champion alias points at, or None."""
-    from toxiguard.registry import configure_mlflow
+    from toxiguard.registry.client import configure_mlflow
 
     try:
         client = configure_mlflow(settings)
@@ -141,7 +141,7 @@ def _log_to_mlflow(settings: Settings, outcome: MonitoringOutcome) -> str | None
     """Log the run's numbers and HTML report to the MLflow monitoring experiment; return its id."""
     import mlflow
 
-    from toxiguard.registry import configure_mlflow
+    from toxiguard.registry.client import configure_mlflow
 
     result = outcome.result
     try:
@@ -249,13 +249,6 @@ def _set_mlflow_run(engine: Engine, run_id: int, mlflow_run_id: str) -> None:
         )
 
 
-def _default_retrainer(settings: Settings, engine: Engine, reason: str) -> dict[str, Any]:
-    """Start retraining with `toxiguard.monitoring.retraining.start_retraining`."""
-    from toxiguard.monitoring.retraining import start_retraining
-
-    return start_retraining(settings, engine, reason)
-
-
 def run_monitoring(
     settings: Settings,
     *,
@@ -266,7 +259,9 @@ def run_monitoring(
     """Run one monitoring pass over the window ending `now`; return what it found and did.
 
     `version` overrides the served version (default: the version of the window's latest
-    prediction, else the champion). `retrainer` replaces how retraining is started.
+    prediction, else the champion). `retrainer` starts retraining when a drift alert makes it
+    due (orchestration passes `toxiguard.orchestration.flows.retrain`); without one, the due
+    retraining is recorded and logged, not started.
     """
     end = now or datetime.now(UTC)
     start = end - timedelta(hours=settings.monitoring_window_hours)
@@ -294,7 +289,7 @@ def run_monitoring(
         if len(labelled) >= settings.feedback_min_rows:
             outcome.live = live_quality(labelled)
         outcome.run_id = _store_run(engine, outcome, settings)
-        _raise_alerts(settings, engine, outcome, end, retrainer or _default_retrainer)
+        _raise_alerts(settings, engine, outcome, end, retrainer)
         outcome.mlflow_run_id = _log_to_mlflow(settings, outcome)
         if outcome.mlflow_run_id:
             _set_mlflow_run(engine, outcome.run_id, outcome.mlflow_run_id)
@@ -336,7 +331,7 @@ def _raise_alerts(
     engine: Engine,
     outcome: MonitoringOutcome,
     now: datetime,
-    retrainer: Retrainer,
+    retrainer: Retrainer | None,
 ) -> None:
     """Re-send failed deliveries; evaluate the rules, hold repeats within the cool-down, deliver,
     retrain, store."""
@@ -376,7 +371,13 @@ def _raise_alerts(
     retraining: dict[str, str] = {}
     retrain_alert = next((a for a in raised if a.rule in alerting.RETRAIN_RULES), None)
     if settings.retrain_on_drift and retrain_alert is not None:
-        outcome.retraining = retrainer(settings, engine, retrain_alert.message)
+        if retrainer is None:
+            logger.warning(
+                "retraining is due (%s), but no trigger was given", retrain_alert.message
+            )
+            outcome.retraining = {"mode": "due", "reason": retrain_alert.message}
+        else:
+            outcome.retraining = retrainer(settings, engine, retrain_alert.message)
         retraining[retrain_alert.key] = _describe(outcome.retraining)
     alerting.store_alerts(engine, raised, outcome.run_id, now, outcome.delivery, retraining)
 
@@ -385,6 +386,8 @@ def _describe(retraining: dict[str, Any]) -> str:
     """Return a one-line description of a retraining start for the alerts table."""
     if "error" in retraining:
         return f"{retraining.get('mode')}: failed: {retraining['error']}"[:2000]
+    if retraining.get("mode") == "due":
+        return "due: no retraining trigger configured"
     if retraining.get("mode") == "deployment":
         return f"deployment flow run {retraining.get('flow_run_id')}"
     return (

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from toxiguard.errors import ModelNotFoundError
+from toxiguard.features.statistics import text_statistics
 from toxiguard.labels import LABELS
 from toxiguard.monitoring.store import FLAG_COLUMNS, SCORE_COLUMNS, STAT_COLUMNS
-from toxiguard.text import text_statistics
 
 if TYPE_CHECKING:
     from toxiguard.models.base import ToxicityModel
@@ -190,7 +190,7 @@ def reference_for_version(settings: Settings, version: int) -> MonitoringReferen
     import mlflow
 
     from toxiguard.errors import RegistryError
-    from toxiguard.registry import configure_mlflow
+    from toxiguard.registry.client import configure_mlflow
 
     name = settings.registered_model_name
     uri = f"models:/{name}/{version}"

@@ -58,7 +58,7 @@ def _storable(text: str) -> str:
 
 def batch_rows(batch: PredictionBatch, log_texts: bool) -> list[dict[str, Any]]:
     """Return the table rows of one batch: statistics, scores, flags and (if allowed) the text."""
-    from toxiguard.text import text_statistics
+    from toxiguard.features.statistics import text_statistics
 
     texts = [_storable(str(text)) for text in batch.texts]
     stats = text_statistics(texts)

@@ -42,9 +42,9 @@ from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR: Final = Path(__file__).resolve().parents[1] / "migrations"
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 SOURCES: Final = ("api", "ui", "score")
-# Text statistics logged with each prediction, named as `toxiguard.text.text_statistics` names them.
+# Text statistics logged with each prediction, as `features.statistics.text_statistics` names them.
 STAT_COLUMNS: Final = ("length", "words", "upper_share", "non_letter_share")
 SCORE_COLUMNS: Final = tuple(f"score_{label}" for label in LABELS)
 FLAG_COLUMNS: Final = tuple(f"flag_{label}" for label in LABELS)

@@ -178,9 +178,9 @@ class Predictor:
 
     def load(self) -> LoadedModel:
         """Load the champion from the registry, else the local copy; raise if there is neither."""
-        from toxiguard import tracking
+        from toxiguard.registry.client import resolve_model_uri
 
-        uri = tracking.resolve_model_uri(None, self.settings)
+        uri = resolve_model_uri(None, self.settings)
         try:
             loaded = self._load_from_registry(uri)
         except Exception as registry_error:  # unreachable, refused, or no champion: try the copy
@@ -207,9 +207,9 @@ class Predictor:
 
     def _load_from_registry(self, uri: str) -> LoadedModel:
         """Load a model from the registry, mark it reachable and keep a local copy."""
-        from toxiguard import tracking
+        from toxiguard.registry.client import load_toxicity_model
 
-        model, info = tracking.load_toxicity_model(uri, self.settings)
+        model, info = load_toxicity_model(uri, self.settings)
         loaded = LoadedModel(model=model, info=info, source=REGISTRY)
         self._mark_registry(None, loaded.version)
         try:

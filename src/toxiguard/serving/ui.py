@@ -104,7 +104,7 @@ def build_ui(state: ServingState) -> gr.Blocks:
         if not path:
             raise gr.Error("Upload a CSV file first.")
         try:
-            from toxiguard.readers import read_comments
+            from toxiguard.data.readers import read_comments
 
             frame = read_comments(path, text_column=(column or TEXT_COLUMN).strip())
         except ToxiguardError as error:
@@ -179,7 +179,7 @@ def _score_frame(
     state: ServingState, frame: pd.DataFrame, column: str
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Return the frame with score and flagged columns, logging each chunk; and flagged shares."""
-    from toxiguard.scoring import FLAGGED_COLUMN, SCORE_PREFIX
+    from toxiguard.serving.batch_scoring import FLAGGED_COLUMN, SCORE_PREFIX
     from toxiguard.serving.middleware import new_request_id
 
     texts = frame[column].astype(str).tolist()

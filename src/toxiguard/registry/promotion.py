@@ -24,14 +24,8 @@ from mlflow.tracking import MlflowClient
 
 from toxiguard.errors import ModelNotFoundError, RegistryError
 from toxiguard.models.base import ToxicityModel
-from toxiguard.registry import (
-    alias_version,
-    connect,
-    get_version,
-    is_not_found,
-    load_toxicity_model,
-    registry_error,
-)
+from toxiguard.registry.client import connect, is_not_found, load_toxicity_model, registry_error
+from toxiguard.registry.versions import alias_version, get_version
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)

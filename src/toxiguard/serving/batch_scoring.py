@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from toxiguard import data
+from toxiguard.data.readers import read_comments
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models import ToxicityModel
@@ -53,7 +53,7 @@ def score_file(
     output = Path(output_path)
     if output.suffix not in {".csv", ".parquet"}:
         raise ToxiguardError(f"{output}: output must end in .csv or .parquet")
-    frame = data.read_comments(input_path, text_column=text_column)
+    frame = read_comments(input_path, text_column=text_column)
     total = len(frame)
     chunks: list[pd.DataFrame] = []
     for start in range(0, max(total, 1), chunk_size):

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from toxiguard.labels import LABELS
 from toxiguard.models.base import LabelArray
-from toxiguard.models.windows import BatchScorer, IntArray
+from toxiguard.models.transformer.windows import BatchScorer, IntArray
 
 if TYPE_CHECKING:
     from torch import nn

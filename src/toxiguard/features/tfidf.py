@@ -13,8 +13,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from toxiguard.errors import ToxiguardError
-from toxiguard.models.char_ngrams import CharNgramTfidf
-from toxiguard.text import DEFAULT_STEPS, check_steps, clean_texts
+from toxiguard.features.char_ngrams import CharNgramTfidf
+from toxiguard.features.text import DEFAULT_STEPS, check_steps, clean_texts
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def ngram_range(value: Sequence[int], name: str) -> tuple[int, int]:
 
 
 class TfidfFeaturizer:
-    """Cleans raw text (`toxiguard.text`) and maps it to word and char n-gram TF-IDF features.
+    """Cleans raw text (`features.text`) and maps it to word and char n-gram TF-IDF features.
 
     The char n-grams are computed in a second thread while the word n-grams are counted
     (`n_jobs` >= 2): numpy releases the GIL for most of that work.

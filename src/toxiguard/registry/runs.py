@@ -1,7 +1,7 @@
 """MLflow runs for trained models: params, metrics, dataset inputs, reports, plots, pyfunc model.
 
-The registry side lives in `toxiguard.registry` (connection, URIs, loading, listing) and
-`toxiguard.promotion` (gated promotion, rollback, champion history); their public names are
+The registry side lives in `toxiguard.registry.client` (connection, URIs, loading, listing) and
+`toxiguard.registry.promotion` (gated promotion, rollback, champion history); their public names are
 re-exported here, so callers need only this module.
 """
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.data.code_dataset_source import CodeDatasetSource
@@ -27,47 +26,21 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from toxiguard import __version__
-from toxiguard.errors import RegistryError, ToxiguardError
+from toxiguard.errors import RegistryError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models.base import ToxicityModel
-from toxiguard.promotion import (
-    Comparison,
-    PromotionDecision,
-    champion_history,
-    gate_promotion,
-    promote,
-    rollback,
-)
-from toxiguard.registry import (
-    configure_mlflow,
-    list_versions,
-    load_toxicity_model,
-    resolve_model_uri,
-)
+from toxiguard.registry.client import configure_mlflow
+from toxiguard.registry.pyfunc import INPUT_EXAMPLE, MODEL_NAME, SIGNATURE
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-INPUT_COLUMN = "text"
-MODEL_NAME = "model"
-# One unnamed string column: MLflow then accepts a list of str, a series, a one-column frame of
-# any name or {"text": [...]}; with a named column it would reject plain lists.
-SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("string")]),
-    outputs=Schema([ColSpec("double", label) for label in LABELS]),
-)
-# Harmless examples: the input example is stored with the model and shown in the MLflow UI.
-INPUT_EXAMPLE = pd.DataFrame(
-    {INPUT_COLUMN: ["Thanks for fixing the citation.", "You are an idiot and should shut up."]}
-)
 # "Models from code": the logged model holds this file instead of a pickled wrapper object.
 _MODEL_CODE = """import mlflow
-from toxiguard.tracking import ToxiguardPyfunc
+from toxiguard.registry.pyfunc import ToxiguardPyfunc
 
 mlflow.models.set_model(ToxiguardPyfunc())
 """
@@ -75,66 +48,6 @@ _PINNED = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn")
 _PARAM_LIMIT = 6000  # MLflow's maximum length of a param value
 _DIGEST_LIMIT = 36  # MLflow's maximum length of a dataset digest
 SPLITS_MANIFEST = "splits.json"  # written by data.save_splits beside the parquet parts
-
-
-class ToxiguardPyfunc(PythonModel):
-    """MLflow pyfunc wrapper around any ToxicityModel saved in the artifact "model"."""
-
-    model: ToxicityModel
-
-    def load_context(self, context: PythonModelContext) -> None:
-        """Load the saved ToxicityModel from the model's artifacts."""
-        self.model = ToxicityModel.load(context.artifacts["model"])
-
-    def predict(
-        self,
-        context: PythonModelContext | None,
-        model_input: pd.DataFrame,
-        params: dict[str, Any] | None = None,
-    ) -> pd.DataFrame:
-        """Return a frame of float64 probabilities, one column per label, for the given comments."""
-        texts = input_texts(model_input)
-        probabilities = np.asarray(self.model.predict_proba(texts), dtype=np.float64)
-        return pd.DataFrame(probabilities, columns=list(self.model.labels))
-
-
-def input_texts(model_input: object) -> list[str]:
-    """Return the comments in a pyfunc input: a frame ("text" or one column), series or strs."""
-    if isinstance(model_input, pd.DataFrame):
-        if INPUT_COLUMN in model_input.columns:
-            column = model_input[INPUT_COLUMN]
-        elif TEXT_COLUMN in model_input.columns:
-            column = model_input[TEXT_COLUMN]
-        elif model_input.shape[1] == 1:
-            column = model_input.iloc[:, 0]
-        else:
-            raise ToxiguardError(
-                f"expected a column '{INPUT_COLUMN}' in the model input, "
-                f"got {list(model_input.columns)}"
-            )
-        values: Sequence[object] = column.tolist()
-        if any(isinstance(value, list | tuple | np.ndarray) for value in values):
-            # MLflow turns {"text": [...]} into one row holding the whole list.
-            values = [item for value in values for item in _as_list(value)]
-    elif isinstance(model_input, pd.Series | np.ndarray):
-        values = list(np.asarray(model_input, dtype=object).ravel())
-    elif isinstance(model_input, str):
-        values = [model_input]
-    elif isinstance(model_input, Sequence):
-        values = model_input
-    else:
-        raise ToxiguardError(f"cannot read comments from a {type(model_input).__name__}")
-    return ["" if _missing(value) else str(value) for value in values]
-
-
-def _as_list(value: object) -> list[object]:
-    """Return a list-like cell as a list, any other cell as a one-item list."""
-    return list(value) if isinstance(value, list | tuple | np.ndarray) else [value]
-
-
-def _missing(value: object) -> bool:
-    """Return True for None, pandas' NA and float NaN."""
-    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def _param_value(value: Any) -> str:
@@ -283,21 +196,3 @@ def log_model_run(
         version,
     )
     return run.info.run_id, version
-
-
-__all__ = [
-    "Comparison",
-    "PromotionDecision",
-    "ToxiguardPyfunc",
-    "champion_history",
-    "configure_mlflow",
-    "gate_promotion",
-    "input_texts",
-    "list_versions",
-    "load_toxicity_model",
-    "log_model_run",
-    "pip_requirements",
-    "promote",
-    "resolve_model_uri",
-    "rollback",
-]

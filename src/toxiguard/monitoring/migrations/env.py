@@ -2,8 +2,9 @@
 
 `toxiguard.monitoring.store.upgrade_schema` passes an open connection in
 `config.attributes["connection"]`. Run from the command line instead
-(`alembic -c src/toxiguard/migrations/alembic.ini upgrade head`, or `revision --autogenerate`
-to start a new migration), it connects to the store named by the toxiguard settings.
+(`alembic -c src/toxiguard/monitoring/migrations/alembic.ini upgrade head`, or
+`revision --autogenerate` to start a new migration), it connects to the store named by the
+toxiguard settings.
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def simulate(
 
     At most `max_requests` comments and `max_seconds` seconds; comments are cut to `max_chars`.
     """
-    from toxiguard.readers import read_comments
+    from toxiguard.data.readers import read_comments
 
     base = check_loopback(url)
     if n <= 0:

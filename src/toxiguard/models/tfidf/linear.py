@@ -1,7 +1,7 @@
 """The linear model families on shared TF-IDF features: logistic regression, NB-SVM, calibrated
 linear SVM and ComplementNB, one binary classifier per label.
 
-Every family cleans the raw text itself (`toxiguard.text`, inside the featurizer), so a saved
+Every family cleans the raw text itself (`features.text`, inside the featurizer), so a saved
 model takes raw comments. Labels are fitted `n_jobs` at a time, in threads where the solver
 releases the GIL (the large feature matrix is then shared, not copied).
 """
@@ -28,8 +28,8 @@ from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
 
 from toxiguard.errors import ModelNotFoundError, ToxiguardError
+from toxiguard.features.tfidf import FEATURE_DEFAULTS, TfidfFeaturizer
 from toxiguard.models.base import FloatArray, LabelArray, ToxicityModel
-from toxiguard.models.features import FEATURE_DEFAULTS, TfidfFeaturizer
 
 logger = logging.getLogger(__name__)
 

@@ -15,12 +15,23 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.figure import Figure
 
-from toxiguard import data, evaluation, tracking
+from toxiguard.data.splits import Splits, save_splits, split_dataset
+from toxiguard.data.validation import Dataset, label_matrix, load_dataset, text_hashes
 from toxiguard.labels import TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
 from toxiguard.models.blend import BlendModel
-from toxiguard.models.linear import LinearTextModel
+from toxiguard.models.tfidf.linear import LinearTextModel
+from toxiguard.registry.client import configure_mlflow
+from toxiguard.registry.promotion import Comparison, PromotionDecision, gate_promotion
+from toxiguard.registry.runs import log_model_run
 from toxiguard.settings import Settings
+from toxiguard.training.evaluation import (
+    evaluate,
+    flat_metrics,
+    plot_f1_bars,
+    plot_pr_curves,
+    tune_thresholds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +42,8 @@ DEFAULT_FAMILIES: tuple[str, ...] = ("tfidf-lr", "nbsvm", "tfidf-svm", "compleme
 class PreparedData:
     """A validated dataset and its saved, fingerprinted split."""
 
-    dataset: data.Dataset
-    splits: data.Splits
+    dataset: Dataset
+    splits: Splits
     splits_dir: Path
 
 
@@ -60,7 +71,7 @@ class ModelResult:
     version: int
     fit_seconds: float
     evaluation: Evaluation
-    decision: tracking.PromotionDecision
+    decision: PromotionDecision
 
 
 @dataclass(frozen=True)
@@ -84,16 +95,16 @@ class TrainingResult:
 
 def prepare_data(data_path: str | Path, settings: Settings) -> PreparedData:
     """Return the validated dataset and its seeded split, saved as parquet under the home."""
-    dataset = data.load_dataset(data_path)
+    dataset = load_dataset(data_path)
     for rule, count in dataset.dropped.items():
         logger.info("dropped %d rows by rule: %s", count, rule)
-    splits = data.split_dataset(
+    splits = split_dataset(
         dataset.frame,
         seed=settings.seed,
         validation_size=settings.validation_size,
         test_size=settings.test_size,
     )
-    splits_dir = data.save_splits(splits, settings.splits_dir / splits.fingerprint[:16])
+    splits_dir = save_splits(splits, settings.splits_dir / splits.fingerprint[:16])
     logger.info(
         "split %d rows into %d train / %d validation / %d test (fingerprint %s)",
         len(dataset.frame),
@@ -111,18 +122,18 @@ def texts_of(frame: Any) -> list[str]:
 
 
 def blend_members(
-    fitted: Mapping[str, ToxicityModel], splits: data.Splits, tfidf_members: int
+    fitted: Mapping[str, ToxicityModel], splits: Splits, tfidf_members: int
 ) -> list[str]:
     """Return the default blend of a job: the transformer and the job's `tfidf_members` best
     TF-IDF models by validation mean ROC-AUC (`tfidf-lr` when the job fitted none)."""
     tfidf = {name: model for name, model in fitted.items() if isinstance(model, LinearTextModel)}
     if not tfidf:
         return ["transformer", "tfidf-lr"]
-    texts, truth = texts_of(splits.validation), data.label_matrix(splits.validation)
+    texts, truth = texts_of(splits.validation), label_matrix(splits.validation)
 
     def validation_auc(name: str) -> float:
         model = tfidf[name]
-        report = evaluation.evaluate(truth, model.predict_proba(texts), model.thresholds)
+        report = evaluate(truth, model.predict_proba(texts), model.thresholds)
         return float(report["mean_roc_auc"] or 0.0)
 
     best = sorted(sorted(tfidf), key=validation_auc, reverse=True)[:tfidf_members]
@@ -132,7 +143,7 @@ def blend_members(
 
 def fit_model(
     family: str,
-    splits: data.Splits,
+    splits: Splits,
     params: Mapping[str, Any] | None = None,
     fitted: Mapping[str, ToxicityModel] | None = None,
     blend_tfidf_members: int = 3,
@@ -152,59 +163,59 @@ def fit_model(
     started = time.perf_counter()
     model.fit(
         texts_of(splits.train),
-        data.label_matrix(splits.train),
-        validation=(texts_of(splits.validation), data.label_matrix(splits.validation)),
+        label_matrix(splits.train),
+        validation=(texts_of(splits.validation), label_matrix(splits.validation)),
     )
     return model, time.perf_counter() - started
 
 
-def evaluate_model(model: ToxicityModel, splits: data.Splits, title: str) -> Evaluation:
+def evaluate_model(model: ToxicityModel, splits: Splits, title: str) -> Evaluation:
     """Tune the model's thresholds on validation (in place); return reports and test plots."""
-    y_val = data.label_matrix(splits.validation)
+    y_val = label_matrix(splits.validation)
     p_val = model.predict_proba(texts_of(splits.validation))
-    model.thresholds = evaluation.tune_thresholds(y_val, p_val)
-    y_test = data.label_matrix(splits.test)
+    model.thresholds = tune_thresholds(y_val, p_val)
+    y_test = label_matrix(splits.test)
     p_test = model.predict_proba(texts_of(splits.test))
-    test_report = evaluation.evaluate(y_test, p_test, model.thresholds)
+    test_report = evaluate(y_test, p_test, model.thresholds)
     return Evaluation(
-        validation=evaluation.evaluate(y_val, p_val, model.thresholds),
+        validation=evaluate(y_val, p_val, model.thresholds),
         test=test_report,
         figures={
-            "pr_curves_test.png": evaluation.plot_pr_curves(
+            "pr_curves_test.png": plot_pr_curves(
                 y_test, p_test, model.thresholds, f"{title}: precision-recall on test"
             ),
-            "f1_per_label_test.png": evaluation.plot_f1_bars(test_report, f"{title}: F1 on test"),
+            "f1_per_label_test.png": plot_f1_bars(test_report, f"{title}: F1 on test"),
         },
         test_probabilities=np.asarray(p_test, dtype=np.float64),
     )
 
 
 def head_to_head(
-    splits: data.Splits, result: Evaluation, min_rows: int
-) -> Callable[[ToxicityModel], tracking.Comparison]:
+    splits: Splits, result: Evaluation, min_rows: int
+) -> Callable[[ToxicityModel], Comparison]:
     """Return the gate's comparison of this job's new model with a champion.
 
     Both are scored (mean ROC-AUC) on the test comments the champion was neither trained nor
     tuned on; a champion saved without that record is scored on the whole test split.
     """
     texts = texts_of(splits.test)
-    y_test = data.label_matrix(splits.test)
+    y_test = label_matrix(splits.test)
 
-    def compare(champion: ToxicityModel) -> tracking.Comparison:
+    def compare(champion: ToxicityModel) -> Comparison:
         unseen = np.ones(len(texts), dtype=bool)
         if champion.seen_texts is not None:
-            unseen = ~np.isin(data.text_hashes(texts), champion.seen_texts)
+            unseen = ~np.isin(text_hashes(texts), champion.seen_texts)
         rows, excluded = int(unseen.sum()), int(len(texts) - unseen.sum())
         if rows < min_rows:
-            return tracking.Comparison(None, None, rows, excluded)
+            return Comparison(None, None, rows, excluded)
         kept = [text for text, keep in zip(texts, unseen, strict=True) if keep]
-        champion_report = evaluation.evaluate(
+        champion_report = evaluate(
             y_test[unseen], champion.predict_proba(kept), champion.thresholds
         )
-        new_report = evaluation.evaluate(
+        new_report = evaluate(
             y_test[unseen], result.test_probabilities[unseen], champion.thresholds
         )
-        return tracking.Comparison(
+        return Comparison(
             new_report["mean_roc_auc"], champion_report["mean_roc_auc"], rows, excluded
         )
 
@@ -213,10 +224,10 @@ def head_to_head(
 
 def gate_model(
     version: int, result: Evaluation, prepared: PreparedData, settings: Settings
-) -> tracking.PromotionDecision:
+) -> PromotionDecision:
     """Return the gate's decision on a registered version: champion only if it beats the
     champion on this job's test comments the champion has not seen."""
-    return tracking.gate_promotion(
+    return gate_promotion(
         settings,
         version,
         result.test_mean_roc_auc,
@@ -238,14 +249,14 @@ def register_model(
 
     splits = prepared.splits
     if model.seen_texts is None:
-        model.seen_texts = data.text_hashes(texts_of(splits.train) + texts_of(splits.validation))
+        model.seen_texts = text_hashes(texts_of(splits.train) + texts_of(splits.validation))
     if model.reference is None:
         model.reference = reference_for_settings(
             model, texts_of(splits.validation), texts_of(splits.train), settings
         )
     metrics = {
-        **evaluation.flat_metrics(result.validation, "val"),
-        **evaluation.flat_metrics(result.test, "test"),
+        **flat_metrics(result.validation, "val"),
+        **flat_metrics(result.test, "test"),
         "fit_seconds": fit_seconds,
         **model.diagnostics(),
     }
@@ -261,7 +272,7 @@ def register_model(
         "test_rows": len(splits.test),
         "splits_fingerprint": splits.fingerprint,
     }
-    return tracking.log_model_run(
+    return log_model_run(
         model,
         settings=settings,
         run_name=family,
@@ -280,7 +291,7 @@ def register_model(
 def family_run(family: str, settings: Settings) -> Iterator[None]:
     """Keep one MLflow run open for a family's fit, evaluation and registration, so that a
     model can log its training curves (e.g. the transformer's loss) into it while it fits."""
-    tracking.configure_mlflow(settings)
+    configure_mlflow(settings)
     with mlflow.start_run(run_name=family):
         yield
 

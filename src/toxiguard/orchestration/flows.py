@@ -1,6 +1,6 @@
 """Prefect flows and deployments: thin wrappers over the training and monitoring functions.
 
-Every step is a plain library call (`toxiguard.training`, `toxiguard.tracking`,
+Every step is a plain library call (`toxiguard.training.pipeline`, `toxiguard.registry.runs`,
 `toxiguard.monitoring`); this module only gives them names, retries and a report in Prefect.
 With no `PREFECT_API_URL` the flows run on Prefect's temporary local server.
 """
@@ -18,11 +18,28 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.deployments.runner import RunnerDeployment
 from prefect.tasks import Task
 from prefect.types.entrypoint import EntrypointType
+from sqlalchemy import Engine
 
-from toxiguard import tracking, training
 from toxiguard.errors import RegistryError, ToxiguardError
 from toxiguard.models import ToxicityModel
+from toxiguard.monitoring.job import run_monitoring
+from toxiguard.monitoring.summary import prediction_log_summary
+from toxiguard.orchestration.retraining import start_retraining
+from toxiguard.registry.promotion import PromotionDecision
 from toxiguard.settings import Settings, get_settings
+from toxiguard.training.pipeline import (
+    Evaluation,
+    ModelResult,
+    PreparedData,
+    TrainingResult,
+    evaluate_model,
+    family_run,
+    fit_model,
+    gate_model,
+    prepare_data,
+    register_model,
+    training_order,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,29 +71,27 @@ def retry_unless_user_error(task: Task[Any, Any], task_run: TaskRun, state: Stat
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def prepare_task(data: str, settings: Settings) -> training.PreparedData:
+def prepare_task(data: str, settings: Settings) -> PreparedData:
     """Return the validated, split dataset (a DataValidationError fails the flow at once)."""
-    return training.prepare_data(data, settings)
+    return prepare_data(data, settings)
 
 
 @task(name="fit", cache_policy=NO_CACHE, persist_result=False)
 def fit_task(
     family: str,
-    prepared: training.PreparedData,
+    prepared: PreparedData,
     params: dict[str, Any] | None,
     fitted: dict[str, ToxicityModel],
     settings: Settings,
 ) -> tuple[ToxicityModel, float]:
     """Return the fitted model of `family` and the seconds its fit took."""
-    return training.fit_model(family, prepared.splits, params, fitted, settings.blend_tfidf_members)
+    return fit_model(family, prepared.splits, params, fitted, settings.blend_tfidf_members)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
-def evaluate_task(
-    family: str, model: ToxicityModel, prepared: training.PreparedData
-) -> training.Evaluation:
+def evaluate_task(family: str, model: ToxicityModel, prepared: PreparedData) -> Evaluation:
     """Return the model's validation and test reports (its thresholds are tuned in place)."""
-    return training.evaluate_model(model, prepared.splits, family)
+    return evaluate_model(model, prepared.splits, family)
 
 
 @task(
@@ -91,13 +106,13 @@ def register_task(
     family: str,
     model: ToxicityModel,
     fit_seconds: float,
-    result: training.Evaluation,
-    prepared: training.PreparedData,
+    result: Evaluation,
+    prepared: PreparedData,
     settings: Settings,
     params: dict[str, Any] | None,
 ) -> tuple[str, int]:
     """Return the MLflow run id and registered version of the logged model."""
-    return training.register_model(family, model, fit_seconds, result, prepared, settings, params)
+    return register_model(family, model, fit_seconds, result, prepared, settings, params)
 
 
 @task(
@@ -110,15 +125,15 @@ def register_task(
 )
 def gate_task(
     version: int,
-    result: training.Evaluation,
-    prepared: training.PreparedData,
+    result: Evaluation,
+    prepared: PreparedData,
     settings: Settings,
-) -> tracking.PromotionDecision:
+) -> PromotionDecision:
     """Return the gate's decision: champion only if it beats the champion on unseen test rows."""
-    return training.gate_model(version, result, prepared, settings)
+    return gate_model(version, result, prepared, settings)
 
 
-def training_markdown(result: training.TrainingResult) -> str:
+def training_markdown(result: TrainingResult) -> str:
     """Return the markdown report of a training run: one row per model, and the champion now."""
     lines = [
         f"# Training on `{result.source}`",
@@ -145,7 +160,7 @@ def training_markdown(result: training.TrainingResult) -> str:
 
 
 @task(name="report", task_run_name="report", cache_policy=NO_CACHE, persist_result=False)
-def report_task(result: training.TrainingResult) -> str:
+def report_task(result: TrainingResult) -> str:
     """Return the markdown report after publishing it as the run's Prefect artifact."""
     markdown = training_markdown(result)
     create_markdown_artifact(
@@ -156,7 +171,7 @@ def report_task(result: training.TrainingResult) -> str:
     return markdown
 
 
-def training_summary(result: training.TrainingResult) -> dict[str, Any]:
+def training_summary(result: TrainingResult) -> dict[str, Any]:
     """Return a JSON-ready summary of a training run (what the flow returns)."""
     return {
         "source": result.source,
@@ -202,10 +217,10 @@ def training_flow(
         settings = settings.model_copy(update={"seed": seed})
     prepared = prepare_task(str(data or settings.training_data), settings)
     fitted: dict[str, ToxicityModel] = {}
-    results: list[training.ModelResult] = []
-    for family in training.training_order(models or settings.training_models):
+    results: list[ModelResult] = []
+    for family in training_order(models or settings.training_models):
         family_params = (params or {}).get(family)
-        with training.family_run(family, settings):
+        with family_run(family, settings):
             model, seconds = fit_task.with_options(task_run_name=f"fit-{family}")(
                 family, prepared, family_params, fitted, settings
             )
@@ -220,8 +235,8 @@ def training_flow(
             version, evaluated, prepared, settings
         )
         logger.info("%s: version %d, %s", family, version, decision.reason)
-        results.append(training.ModelResult(family, run_id, version, seconds, evaluated, decision))
-    result = training.TrainingResult(
+        results.append(ModelResult(family, run_id, version, seconds, evaluated, decision))
+    result = TrainingResult(
         source=prepared.dataset.source,
         dataset_fingerprint=prepared.dataset.fingerprint,
         splits_fingerprint=prepared.splits.fingerprint,
@@ -240,8 +255,6 @@ def training_flow(
 )
 def log_summary_task(settings: Settings, window_hours: float) -> dict[str, Any]:
     """Return the prediction log's summary (traffic, versions, flagged rates) for the window."""
-    from toxiguard.monitoring.summary import prediction_log_summary
-
     return prediction_log_summary(settings, window_hours)
 
 
@@ -256,10 +269,15 @@ def log_summary_task(settings: Settings, window_hours: float) -> dict[str, Any]:
 )
 def drift_task(settings: Settings, window_hours: float) -> dict[str, Any]:
     """Return the monitoring run: drift vs. the reference, live quality, alerts, retraining."""
-    from toxiguard.monitoring.job import run_monitoring
-
     window = settings.model_copy(update={"monitoring_window_hours": window_hours})
-    return run_monitoring(window).to_dict()
+    return run_monitoring(window, retrainer=retrain).to_dict()
+
+
+def retrain(settings: Settings, engine: Engine, reason: str) -> dict[str, Any]:
+    """Start retraining (the trigger the monitoring job calls); return what was started."""
+    return start_retraining(
+        settings, engine, reason, deployment=TRAINING_DEPLOYMENT_NAME, training_flow=training_flow
+    )
 
 
 @flow(name=MONITORING_FLOW, persist_result=False)

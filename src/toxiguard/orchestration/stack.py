@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from toxiguard.errors import ToxiguardError
-from toxiguard.processes import (
+from toxiguard.orchestration.processes import (
     MARKER_VARIABLE,
     is_alive,
     marked_processes,
@@ -44,7 +44,7 @@ DEPLOYED_FLOWS: tuple[str, ...] = ("toxiguard-training", "toxiguard-monitoring")
 STATE_FILE = "stack.json"
 LOG_FILE = "stack.log"
 ENV_FILE = "stack.env"
-PROCFILE = Path(__file__).resolve().parents[2] / "deploy" / "Procfile"
+PROCFILE = Path(__file__).resolve().parents[3] / "deploy" / "Procfile"
 POLL_S = 0.5
 STOP_TIMEOUT_S = 20.0
 
@@ -238,14 +238,11 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 def has_champion(settings: Settings) -> bool:
     """Return True when the stack's MLflow backend already holds a champion to serve."""
-    from toxiguard import tracking
+    from toxiguard.registry.versions import list_versions
 
     backend = settings.mlflow_backend_uri or f"sqlite:///{settings.resolved_home / 'mlflow.db'}"
     direct = settings.model_copy(update={"mlflow_tracking_uri": backend})
-    return any(
-        settings.champion_alias in item.get("aliases", [])
-        for item in tracking.list_versions(direct)
-    )
+    return any(settings.champion_alias in item.get("aliases", []) for item in list_versions(direct))
 
 
 def stack_up(settings: Settings, timeout: float | None = None) -> StackStatus:

@@ -7,7 +7,6 @@ import re
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -150,7 +149,7 @@ def _version_for(client: MlflowClient, settings: Settings, uri: str) -> ModelVer
 
 def load_toxicity_model(uri: str, settings: Settings) -> tuple[ToxicityModel, dict[str, Any]]:
     """Return the model behind an MLflow URI and what the registry knows about it."""
-    from toxiguard.tracking import ToxiguardPyfunc
+    from toxiguard.registry.pyfunc import ToxiguardPyfunc
 
     client = connect(settings)
     version = _version_for(client, settings, uri)
@@ -192,66 +191,3 @@ def _run_id_from_uri(uri: str) -> str | None:
     if uri.startswith("runs:/"):
         return uri.removeprefix("runs:/").split("/", 1)[0] or None
     return None
-
-
-def alias_version(client: MlflowClient, settings: Settings, alias: str) -> int | None:
-    """Return the version holding an alias, or None when no version (or no model) holds it."""
-    try:
-        aliases = client.get_registered_model(settings.registered_model_name).aliases
-    except MlflowException as error:
-        if is_not_found(error):
-            return None
-        raise registry_error(settings, error) from error
-    return int(aliases[alias]) if alias in aliases else None
-
-
-def get_version(client: MlflowClient, settings: Settings, version: int) -> ModelVersion:
-    """Return one registered version or raise ModelNotFoundError."""
-    name = settings.registered_model_name
-    try:
-        return client.get_model_version(name, str(version))
-    except MlflowException as error:
-        if is_not_found(error):
-            raise ModelNotFoundError(f"model '{name}' has no version {version}") from error
-        raise registry_error(settings, error) from error
-
-
-def list_versions(settings: Settings) -> list[dict[str, Any]]:
-    """Return every registered version, oldest first, with aliases, run, family and test score."""
-    client = connect(settings)
-    name = settings.registered_model_name
-    try:
-        aliases = client.get_registered_model(name).aliases
-    except MlflowException as error:
-        if is_not_found(error):
-            return []
-        raise registry_error(settings, error) from error
-    by_version: dict[int, list[str]] = {}
-    for alias, number in aliases.items():
-        by_version.setdefault(int(number), []).append(alias)
-    rows: list[dict[str, Any]] = []
-    page_token: str | None = None
-    try:
-        while True:
-            page = client.search_model_versions(f"name = '{name}'", page_token=page_token)
-            for mv in page:
-                score = mv.tags.get("test_roc_auc_mean")
-                rows.append(
-                    {
-                        "version": int(mv.version),
-                        "aliases": sorted(by_version.get(int(mv.version), [])),
-                        "created": datetime.fromtimestamp(
-                            mv.creation_timestamp / 1000, UTC
-                        ).isoformat(timespec="seconds"),
-                        "run_id": mv.run_id,
-                        "family": mv.tags.get("family"),
-                        "test_roc_auc_mean": float(score) if score else None,
-                        "decision": mv.tags.get("toxiguard.decision"),
-                    }
-                )
-            page_token = page.token
-            if not page_token:
-                break
-    except MlflowException as error:
-        raise registry_error(settings, error) from error
-    return sorted(rows, key=lambda row: row["version"])

@@ -29,13 +29,13 @@ import numpy as np
 from toxiguard.errors import ModelNotFoundError, ToxiguardError
 from toxiguard.labels import LABELS
 from toxiguard.models.base import FloatArray, LabelArray, ToxicityModel
-from toxiguard.models.onnx_runtime import (
+from toxiguard.models.transformer.onnx import (
     create_session,
     parity,
     roc_auc_metrics,
     session_scorer,
 )
-from toxiguard.models.windows import (
+from toxiguard.models.transformer.windows import (
     BatchScorer,
     Encoder,
     IntArray,
@@ -203,9 +203,9 @@ class TransformerModel(ToxicityModel):
         validation: tuple[Sequence[str], LabelArray] | None = None,
     ) -> Self:
         """Fine-tune the backbone, export and quantise it, check parity; return self."""
-        from toxiguard.models import transformer_setup as setup
-        from toxiguard.models import transformer_training as tt
-        from toxiguard.models.windows import head_windows
+        from toxiguard.models.transformer import setup
+        from toxiguard.models.transformer import training as tt
+        from toxiguard.models.transformer.windows import head_windows
 
         p = self.params
         seed = int(p["seed"] if p["seed"] is not None else get_settings().seed)
@@ -275,7 +275,7 @@ class TransformerModel(ToxicityModel):
         return self
 
     def _export(self, windows: Windows, labels: LabelArray) -> None:
-        from toxiguard.models.onnx_runtime import export_onnx, quantize_int8
+        from toxiguard.models.transformer.onnx import export_onnx, quantize_int8
 
         assert self._torch_model is not None
         threads = self._threads()

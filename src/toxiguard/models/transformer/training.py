@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from toxiguard.models.base import LabelArray
-from toxiguard.models.transformer_setup import (
+from toxiguard.models.transformer.setup import (
     BEST,
     LATEST,
     TRAINER_FILE,
@@ -42,7 +42,7 @@ from toxiguard.models.transformer_setup import (
     save_checkpoint,
     save_weights,
 )
-from toxiguard.models.windows import length_bucketed_batches, pad_batch
+from toxiguard.models.transformer.windows import length_bucketed_batches, pad_batch
 
 logger = logging.getLogger(__name__)
 

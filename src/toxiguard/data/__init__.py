@@ -1,0 +1,1 @@
+"""Reading, validating and splitting the labelled comment files, and the demo corpus."""

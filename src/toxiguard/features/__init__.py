@@ -1,0 +1,1 @@
+"""Text features: TF-IDF cleaning and featurizer, character n-grams, text statistics."""

@@ -1,0 +1,1 @@
+"""Prefect flows, the retraining trigger, the local stack and its processes, traffic simulation."""
