@@ -10,12 +10,14 @@ STAMP := $(VENV)/.installed
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## create .venv and install toxiguard with its dev tools
+setup: $(STAMP)  ## create .venv and install toxiguard with every extra and its dev tools
 
+# Every extra (transformer, ui, orchestration, monitoring) and the dev tools: the tests use them
+# all. A lighter install is `pip install .` (the core) plus the extras wanted (see pyproject.toml).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
 run: setup  ## train the baselines (if no champion yet), then start MLflow, Prefect and the API

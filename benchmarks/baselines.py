@@ -33,7 +33,7 @@ import pandas as pd
 from toxiguard.data.splits import Splits, split_dataset
 from toxiguard.data.validation import label_matrix, load_dataset
 from toxiguard.labels import LABELS, TEXT_COLUMN
-from toxiguard.models import ToxicityModel, create_model
+from toxiguard.models import ToxicityModel, create_model, load_model
 from toxiguard.training.evaluation import evaluate, tune_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +83,12 @@ def time_full_fit(family: str, splits: Splits, params: dict[str, Any]) -> float:
 
 
 def saved_size(model: ToxicityModel) -> tuple[float, float]:
-    """Return the saved model's size in MB and the seconds `ToxicityModel.load` takes."""
+    """Return the saved model's size in MB and the seconds `load_model` takes."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = model.save(Path(tmp) / "model")
         size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 1e6
         started = time.perf_counter()
-        ToxicityModel.load(directory)
+        load_model(directory)
         return size, time.perf_counter() - started
 
 
@@ -112,7 +112,7 @@ def measure(
         cpu_seconds.append(time.process_time() - cpu)
     report = evaluate(label_matrix(splits.test), proba, thresholds)
     size_mb, load_s = saved_size(model)
-    params = model.params
+    params = model.json_params()
     del model  # free its memory before the full fit
     return {
         "family": family,

@@ -108,7 +108,7 @@ def train_champion(home: Path, family: str, rows: int) -> None:
 
 def register_saved(home: Path, model_dir: Path) -> None:
     """Register a saved model (e.g. the transformer benchmark's) as champion in `home`."""
-    from toxiguard.models import ToxicityModel
+    from toxiguard.models.package import ModelPackage
     from toxiguard.registry.promotion import promote
     from toxiguard.registry.runs import log_model_run
     from toxiguard.settings import Settings
@@ -116,7 +116,7 @@ def register_saved(home: Path, model_dir: Path) -> None:
     settings = Settings.model_validate(
         {"home": home, "mlflow_tracking_uri": f"sqlite:///{home / 'mlflow.db'}"}
     )
-    model = ToxicityModel.load(model_dir)
+    model = ModelPackage.load(model_dir)
     _, version = log_model_run(
         model,
         settings=settings,

@@ -70,7 +70,7 @@ def quality(args: argparse.Namespace) -> None:
     from toxiguard.data.splits import split_dataset
     from toxiguard.data.validation import label_matrix, load_dataset
     from toxiguard.labels import LABELS
-    from toxiguard.models import ToxicityModel, create_model
+    from toxiguard.models import ToxicityModel, create_model, load_model
     from toxiguard.models.blend import BlendModel
     from toxiguard.settings import get_settings
     from toxiguard.training.evaluation import evaluate, tune_thresholds
@@ -119,13 +119,9 @@ def quality(args: argparse.Namespace) -> None:
         seconds[name] = time.perf_counter() - started
         memoize_predictions(model)
         p_val = model.predict_proba(texts["validation"])
-        model.thresholds = tune_thresholds(labels["validation"], p_val)
-        val_auc[name] = float(
-            evaluate(labels["validation"], p_val, model.thresholds)["mean_roc_auc"]
-        )
-        reports[name] = evaluate(
-            labels["test"], model.predict_proba(texts["test"]), model.thresholds
-        )
+        thresholds = tune_thresholds(labels["validation"], p_val)
+        val_auc[name] = float(evaluate(labels["validation"], p_val, thresholds)["mean_roc_auc"])
+        reports[name] = evaluate(labels["test"], model.predict_proba(texts["test"]), thresholds)
         fitted[name] = model
         logging.info(
             "%s: test mean ROC-AUC %.4f (%.0f s)",
@@ -138,7 +134,7 @@ def quality(args: argparse.Namespace) -> None:
         run(family, create_model(family))
     best_tfidf = max(args.tfidf, key=lambda name: val_auc[name])
     if args.transformer_dir:  # a transformer fitted earlier on this split (`--save-to`)
-        run("transformer", ToxicityModel.load(args.transformer_dir), fit=False)
+        run("transformer", load_model(args.transformer_dir), fit=False)
     else:
         run("transformer", create_model("transformer", **transformer_params(args)))
     blends = {"blend": ("transformer", best_tfidf)}
@@ -147,7 +143,8 @@ def quality(args: argparse.Namespace) -> None:
         blends["blend, all TF-IDF + transformer"] = ("transformer", *args.tfidf)
         blends["blend, TF-IDF only (control)"] = tuple(args.tfidf)
     for name, members in blends.items():
-        run(name, BlendModel(members=members).use_fitted(fitted))
+        estimators = [(member, fitted[member]) for member in members]
+        run(name, BlendModel(estimators=estimators, prefit=list(members)))
     if args.save_to:  # keep the fitted models, e.g. for `--part speed --model-dir`
         for name in ("transformer", "blend"):
             fitted[name].save(Path(args.save_to) / name)
@@ -176,9 +173,9 @@ def quality(args: argparse.Namespace) -> None:
         + ("; the transformer was loaded, not fitted, here." if args.transformer_dir else ".")
     )
     transformer = fitted["transformer"]
-    report_items = getattr(transformer, "export_report", {}).items()
+    report_items = getattr(transformer, "export_report_", {}).items()
     print("\nexport parity (validation split):", {k: v for k, v in report_items})
-    history = getattr(transformer, "history", [])
+    history = getattr(transformer, "history_", [])
     if history:
         rate = statistics.median(h["train_samples_per_s"] for h in history)
         print(f"training throughput: {rate:.1f} samples/s (median over epochs)")
@@ -242,7 +239,7 @@ def speed(args: argparse.Namespace) -> None:
     """Print comments/s per runtime at batch 1 and 64 (2 threads), medians of repetitions."""
     import torch
 
-    from toxiguard.models import ToxicityModel
+    from toxiguard.models import load_model
     from toxiguard.models.transformer.model import ONNX_FILES, TransformerModel
 
     torch.set_num_threads(args.threads)
@@ -250,16 +247,16 @@ def speed(args: argparse.Namespace) -> None:
         directory = Path(args.model_dir) if args.model_dir else small_model(args, Path(tmp))
         if args.save_to and not args.model_dir:
             shutil.copytree(directory, args.save_to, dirs_exist_ok=True)
-        model = ToxicityModel.load(directory)
+        model = load_model(directory)
         assert isinstance(model, TransformerModel), f"{directory} is not a transformer model"
-        model.params["onnx_threads"] = args.threads
+        model.set_params(onnx_threads=args.threads)
         comments = real_comments(args.comments, seed=args.seed)
         windows = model._windows(comments)
         tokens = [len(ids) for ids in model._encode_texts(comments)]
         print(f"model: {directory}")
         print(
             f"comments: {len(comments)} real comments, median {int(np.median(tokens))} tokens, "
-            f"{len(windows.ids)} windows of <= {model.params['max_length']} tokens\n"
+            f"{len(windows.ids)} windows of <= {model.max_length} tokens\n"
         )
         results: dict[tuple[str, int], list[float]] = {}
         runtimes = [r for r in RUNTIMES if r == "torch" or (directory / ONNX_FILES[r]).is_file()]
@@ -290,13 +287,13 @@ def speed(args: argparse.Namespace) -> None:
             f"\n{args.threads} threads, medians of {args.repetitions} repetitions "
             f"(each at most {args.budget:.0f} s per cell)."
         )
-        report = getattr(model, "export_report", {})
+        report = getattr(model, "export_report_", {})
         print("export parity (validation split):", report)
-        history = getattr(model, "history", [])
+        history = getattr(model, "history_", [])
         if history:
             print(
                 f"training throughput: {history[-1]['train_samples_per_s']:.1f} samples/s "
-                f"(max_length {model.params['max_length']}, batch {model.params['batch_size']})"
+                f"(max_length {model.max_length}, batch {model.batch_size})"
             )
 
 

@@ -1,4 +1,9 @@
-"""Shared fixtures: isolated settings, the shared Jigsaw sample, a small labelled frame."""
+"""Shared fixtures: isolated settings and the shared Jigsaw sample; the service plugins.
+
+The real services (PostgreSQL, `toxiguard serve`, Chromium, Prefect's temporary server) and the
+flows' small data files are fixtures of the plugins in `pytest_plugins`: a test asks for one by
+its argument name, never imports it. pytest allows `pytest_plugins` only in this conftest.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import pandas as pd
 import pytest
 
 from toxiguard.settings import OFFLINE_ENVIRONMENT, Settings, get_settings
+
+pytest_plugins = ["tests.integration.services", "tests.integration.flow_services"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TRAIN = Path(

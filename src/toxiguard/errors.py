@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 
 class ToxiguardError(Exception):
@@ -52,3 +54,29 @@ class ModelNotFoundError(ToxiguardError):
 
 class RegistryError(ToxiguardError):
     """The model registry refused or could not carry out an operation."""
+
+
+class MissingExtraError(ToxiguardError):
+    """A feature needs an optional part of the install (an extra) that is not installed."""
+
+    def __init__(self, feature: str, extra: str, missing: str) -> None:
+        self.feature, self.extra, self.missing = feature, extra, missing
+        super().__init__(
+            f"{feature} needs the '{extra}' extra ({missing} is not installed): "
+            f"pip install 'toxiguard[{extra}]'"
+        )
+
+
+def require_extra(module: str, extra: str, feature: str) -> ModuleType:
+    """Return the imported `module`, or raise MissingExtraError naming the install command.
+
+    Only a missing `module` itself is turned into the error: an ImportError raised from inside
+    an installed package is a real bug and propagates unchanged.
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        top = module.partition(".")[0]
+        if error.name is not None and error.name.partition(".")[0] == top:
+            raise MissingExtraError(feature, extra, top) from error
+        raise

@@ -25,7 +25,6 @@ from tests.integration.flow_services import (
     write_sample,
 )
 from tests.integration.monitoring_support import webhook_receiver
-from tests.integration.services import chromium_executable  # noqa: F401
 from toxiguard.labels import LABELS
 from toxiguard.monitoring import store
 from toxiguard.monitoring.alerts import DRIFT_RULE
@@ -95,7 +94,7 @@ def test_simulated_drift_alerts_shows_and_retrains_on_the_stack(
     settings: Settings,
     shared_sample: pd.DataFrame,
     tmp_path: Path,
-    chromium_executable: str,  # noqa: F811
+    chromium_executable: str,
 ) -> None:
     # The champion at start learnt from 1,500 comments; retraining sees 3,000 (plus feedback),
     # so the gate has a better model to promote.
@@ -183,7 +182,7 @@ def test_simulated_drift_alerts_shows_and_retrains_on_the_stack(
             on_stack = settings.model_copy(update={"mlflow_tracking_uri": running.mlflow_url})
             versions = {item["version"]: item for item in list_versions(on_stack)}
             assert set(versions) == {1, 2}
-            assert versions[2]["decision"]
+            assert versions[2]["decision"] == "promoted", versions[2]
             assert "champion" in versions[2].get("aliases", []), versions[2]
             deadline = time.monotonic() + SWAP_TIMEOUT_S
             while _served_version(running.api_url) != 2:

@@ -13,13 +13,12 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.integration.services import (  # noqa: F401
+from tests.integration.services import (
     ServerProcess,
-    chromium_executable,
     start_server,
-    stop_process,
     train_demo_champion,
 )
+from tests.processes import stop_process
 from toxiguard.labels import LABELS
 from toxiguard.monitoring import store
 from toxiguard.settings import Settings
@@ -62,7 +61,7 @@ class Browser:
 
 
 @pytest.fixture
-def browser(server: ServerProcess, chromium_executable: str) -> Iterator[Browser]:  # noqa: F811
+def browser(server: ServerProcess, chromium_executable: str) -> Iterator[Browser]:
     """A Chromium page that records every request leaving the server's origin."""
     from playwright.sync_api import sync_playwright
 

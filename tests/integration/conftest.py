@@ -1,11 +1,12 @@
-"""Real services for integration tests: an `mlflow server` process, one per test session."""
+"""Fixtures of the integration tests: a migrated MLflow database, an `mlflow server` process.
+
+The other services (PostgreSQL, `toxiguard serve`, Chromium, Prefect) are fixtures of the
+plugins that `tests/conftest.py` names in `pytest_plugins`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port, stop_process
 from toxiguard.settings import OFFLINE_ENVIRONMENT
 
 MLFLOW_START_TIMEOUT_S = 90.0
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _healthy(url: str) -> bool:
@@ -36,20 +30,6 @@ def _healthy(url: str) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """Stop a process started in its own session: SIGTERM to its PID, then kill its group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
-    # Anything the server left behind in the session it was started in (its uvicorn worker).
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
@@ -112,4 +92,4 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        stop_process(process)
+        stop_process(process, timeout=15.0)

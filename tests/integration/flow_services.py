@@ -1,7 +1,8 @@
 """Fixtures for the flows: Prefect's temporary local server, small real data, a started stack.
 
-Import the fixtures you use explicitly into a test module (`from tests.integration.flow_services
-import prefect_home  # noqa: F401`).
+A pytest plugin (named in `pytest_plugins` of `tests/conftest.py`): a test asks for
+`prefect_home`, `sample_csv` or `invalid_csv` by its argument name and imports only the helpers
+(`started_stack`, `run_cli`, ...).
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,10 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests.processes import free_port, kill_marked
 from toxiguard.settings import OFFLINE_ENVIRONMENT
 
 TOXIGUARD_BIN = Path(sys.executable).with_name("toxiguard")
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -151,16 +143,6 @@ def _stack_state(home: Path) -> dict[str, Any] | None:
     """Return the stack's state file (honcho's PID and the marker), if there is one."""
     path = home / "stack" / "stack.json"
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def kill_marked(marker: str) -> None:
-    """Kill every process that carries the stack's marker, with its process group."""
-    from toxiguard.orchestration.processes import marked_processes
-
-    for pid in marked_processes(marker):
-        for kill in (os.killpg, os.kill):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                kill(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

@@ -22,12 +22,13 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from toxiguard.labels import LABELS, TEXT_COLUMN
-from toxiguard.models import ToxicityModel, create_model
+from toxiguard.models import create_model
+from toxiguard.models.package import ModelPackage
+from toxiguard.models.reference import MonitoringReference, build_reference
 from toxiguard.monitoring.alerts import DRIFT_RULE, evaluate_rules
 from toxiguard.monitoring.drift import detect_drift
 from toxiguard.monitoring.job import window_frame
 from toxiguard.monitoring.prediction_log import PredictionLog
-from toxiguard.monitoring.reference import MonitoringReference, build_reference
 from toxiguard.monitoring.rows import PredictionBatch, batch_rows
 from toxiguard.orchestration.simulate import choose_comments, choose_rows
 from toxiguard.settings import Settings
@@ -79,20 +80,19 @@ def webhook_receiver(status: int = 200) -> Iterator[WebhookReceiver]:
         thread.join(timeout=5)
 
 
-def fit_small_model(frame: pd.DataFrame, family: str = "tfidf-lr") -> ToxicityModel:
+def fit_small_model(frame: pd.DataFrame, family: str = "tfidf-lr") -> ModelPackage:
     """Return a model fitted on `frame` with thresholds tuned on a held-out fifth of it."""
     cut = len(frame) * 4 // 5
     train, held = frame.iloc[:cut], frame.iloc[cut:]
     model = create_model(family, **SMALL_TFIDF)
     model.fit(train[TEXT_COLUMN].tolist(), train.loc[:, list(LABELS)].to_numpy())
     probabilities = model.predict_proba(held[TEXT_COLUMN].tolist())
-    model.thresholds = tune_thresholds(held.loc[:, list(LABELS)].to_numpy(), probabilities)
-    return model
+    return ModelPackage(model, tune_thresholds(held.loc[:, list(LABELS)].to_numpy(), probabilities))
 
 
 def log_traffic(
     engine: Engine,
-    model: ToxicityModel,
+    model: ModelPackage,
     texts: Sequence[str],
     *,
     version: int,
@@ -139,7 +139,7 @@ def write_csv(frame: pd.DataFrame, path: Any) -> Any:
 class DetectionSetup:
     """A model with its reference, and a pool of other real comments scored as the log would."""
 
-    model: ToxicityModel
+    model: ModelPackage
     reference: MonitoringReference
     pool: pd.DataFrame
     pool_rows: pd.DataFrame
@@ -158,8 +158,9 @@ def detection_setup(
     pool = shuffled.iloc[train_rows + reference_rows :].reset_index(drop=True)
     model = fit_small_model(train)
     reference = build_reference(
-        model,
         validation[TEXT_COLUMN].tolist(),
+        model.predict_proba(validation[TEXT_COLUMN].tolist()),
+        model.thresholds,
         train[TEXT_COLUMN].tolist(),
         rows=reference_rows,
         seed=seed,
@@ -167,7 +168,7 @@ def detection_setup(
     return DetectionSetup(model, reference, pool, scored_rows(model, pool[TEXT_COLUMN].tolist()))
 
 
-def scored_rows(model: ToxicityModel, texts: Sequence[str]) -> pd.DataFrame:
+def scored_rows(model: ModelPackage, texts: Sequence[str]) -> pd.DataFrame:
     """Return the prediction-log rows the API would write for these texts (text logged)."""
     probabilities = np.asarray(model.predict_proba(list(texts)), dtype=np.float64)
     batch = PredictionBatch(

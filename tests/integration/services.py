@@ -1,18 +1,16 @@
 """Real services for the serving tests: PostgreSQL, `toxiguard serve` processes, Chromium.
 
-Import the fixtures you use into a test module, e.g.
-`from tests.integration.services import postgres_url  # noqa: F401`.
+A pytest plugin (named in `pytest_plugins` of `tests/conftest.py`): a test asks for a fixture
+(`postgres_url`, `postgres_server`, `serve_factory`, `chromium_executable`) by its argument name
+and imports only the helpers (`start_server`, `train_demo_champion`, ...).
 A binary that is missing fails the test when CI=true and skips it (saying why) elsewhere.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from typing import Any, NoReturn, Protocol
 import httpx
 import pytest
 
+from tests.processes import free_port, stop_process
 from toxiguard.settings import OFFLINE_ENVIRONMENT, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,27 +42,6 @@ def missing(what: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"{what} (required in CI)")
     pytest.skip(what)
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """Stop a process started in its own session: SIGTERM to its PID, then SIGKILL its group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- PostgreSQL

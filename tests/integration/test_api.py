@@ -14,17 +14,15 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration.services import (  # noqa: F401
+from tests.integration.services import (
     ServerProcess,
     ServerProcessFactory,
-    free_port,
-    serve_factory,
     server_environment,
     start_server,
-    stop_process,
     toxiguard_command,
     train_demo_champion,
 )
+from tests.processes import free_port, stop_process
 from toxiguard.labels import LABELS
 from toxiguard.registry.client import load_toxicity_model
 from toxiguard.registry.promotion import promote
@@ -247,7 +245,7 @@ def test_openapi_property_based_no_server_error(server: ServerProcess) -> None:
 # ---------------------------------------------------------------- API keys
 def test_api_keys_guard_v1_but_not_health(
     registry: Settings,
-    serve_factory: ServerProcessFactory,  # noqa: F811
+    serve_factory: ServerProcessFactory,
 ) -> None:
     server = serve_factory(registry.home, {**LIMITS, "TOXIGUARD_API_KEYS": "key-one, key-two"})
     assert _predict(server.url, ["hi"]).status_code == 401
@@ -270,7 +268,7 @@ def test_api_keys_guard_v1_but_not_health(
 def test_registry_down_at_start_serves_the_local_copy(
     server: ServerProcess,
     registry: Settings,
-    serve_factory: ServerProcessFactory,  # noqa: F811
+    serve_factory: ServerProcessFactory,
 ) -> None:
     served = httpx.get(f"{server.url}/v1/model").json()  # the module server saved its copy
     dead = f"http://127.0.0.1:{free_port()}"

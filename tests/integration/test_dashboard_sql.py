@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import ProgrammingError
 
 from tests.integration.monitoring_support import log_traffic, write_csv
-from tests.integration.services import postgres_server, postgres_url  # noqa: F401
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.monitoring import store, tables
-from toxiguard.monitoring.dashboard import PANEL_TITLES, monitoring_panels
+from toxiguard.monitoring.dashboard import ALERT_COLUMNS, PANEL_TITLES, monitoring_panels
 from toxiguard.monitoring.feedback import FeedbackItem, store_feedback
 from toxiguard.monitoring.job import run_monitoring
 from toxiguard.orchestration.simulate import choose_rows
@@ -33,7 +33,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "toxiguard.json"
-MY_TABLES = ["drift_runs", "drift_columns", "live_quality", "alerts", "feedback"]
+MY_TABLES = [
+    table.name
+    for table in (
+        tables.drift_runs,
+        tables.drift_columns,
+        tables.live_quality,
+        tables.alerts,
+        tables.feedback,
+    )
+]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -53,21 +62,6 @@ def expand_macros(sql: str, start: datetime, end: datetime) -> str:
     sql = sql.replace("$__timeFrom()", since).replace("$__timeTo()", until)
     assert "$" not in sql, f"unexpanded Grafana macro in: {sql}"
     return sql
-
-
-def schema_differences(connection: Connection, names: list[str]) -> list[Any]:
-    """Return Alembic's differences between the database and the metadata for these tables."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
-    def included(_obj: Any, name: str | None, type_: str, _reflected: bool, _other: Any) -> bool:
-        table = getattr(_obj, "table", _obj)
-        return (table.name if type_ != "table" else name) in names
-
-    options = {"compare_type": True, "include_object": included}
-    return list(
-        compare_metadata(MigrationContext.configure(connection, opts=options), store.metadata)
-    )
 
 
 def panels() -> list[dict[str, Any]]:
@@ -112,7 +106,7 @@ def test_expand_macros_like_grafana() -> None:
 @pytest.fixture
 def monitored_postgres(
     settings: Settings,
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
     shared_train: pd.DataFrame,
     tmp_path: Path,
 ) -> tuple[Settings, Engine, datetime]:
@@ -162,7 +156,7 @@ def test_every_panel_query_returns_rows(
     settings, engine, now = monitored_postgres
     assert engine.dialect.name == "postgresql"
     with engine.connect() as connection:
-        assert schema_differences(connection, MY_TABLES) == []
+        assert store.schema_differences(connection, tables=MY_TABLES) == []
         for panel in panels():
             for target in panel["targets"]:
                 sql = expand_macros(
@@ -170,13 +164,25 @@ def test_every_panel_query_returns_rows(
                 )
                 rows = connection.execute(text(sql)).all()
                 assert rows, f"panel '{panel['title']}' returned no rows:\n{sql}"
-    with engine.begin() as connection:  # the comparison does look: a dropped column shows
+    # The comparison does look: a column dropped from the database is named as the one to add
+    # back, and the Grafana panel that reads it stops working without it.
+    with engine.begin() as connection:
         connection.execute(text("ALTER TABLE alerts DROP COLUMN retraining"))
-        assert [d[0] for d in schema_differences(connection, MY_TABLES)] == ["add_column"]
-    assert tables.alerts.c.retraining is not None
+        differences = store.schema_differences(connection, tables=MY_TABLES)
+    assert [(d[0], d[2], d[3].name) for d in differences] == [
+        ("add_column", "alerts", "retraining")
+    ]
+    (recent_alerts,) = [p for p in panels() if p["title"] == "Recent alerts"]
+    sql = expand_macros(
+        recent_alerts["targets"][0]["rawSql"], now - timedelta(days=7), now + timedelta(minutes=5)
+    )
+    with engine.connect() as connection, pytest.raises(ProgrammingError, match="retraining"):
+        connection.execute(text(sql))
 
-    # The Gradio tab draws the same panels from the same store.
+    # The Gradio tab draws the same panels from the same store; its alerts table shows only
+    # ALERT_COLUMNS, so it still draws without the dropped column.
     shown = monitoring_panels(settings)
+    assert list(shown.alerts.columns) == list(ALERT_COLUMNS)
     assert len(shown.figures) == len(PANEL_TITLES)
     assert len(shown.alerts) >= 1 and shown.latest_report is not None
     assert shown.latest_report.is_file() and "drift score" in shown.summary

@@ -21,11 +21,6 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import Failed
 from prefect.utilities.callables import parameter_schema
 
-from tests.integration.flow_services import (  # noqa: F401
-    invalid_csv,
-    prefect_home,
-    sample_csv,
-)
 from toxiguard.errors import DataValidationError, ModelNotFoundError, RegistryError
 from toxiguard.labels import LABELS
 from toxiguard.orchestration.flows import (
@@ -106,8 +101,8 @@ def test_stack_health_check_names_the_flows_that_are_served() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_training_flow_registers_gates_and_reports(
-    prefect_home: Path,  # noqa: F811
-    sample_csv: Path,  # noqa: F811
+    prefect_home: Path,
+    sample_csv: Path,
     settings: Settings,
 ) -> None:
     state = training_flow(data=str(sample_csv), models=["complement-nb"], return_state=True)
@@ -145,8 +140,8 @@ def test_training_flow_registers_gates_and_reports(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_invalid_data_fails_the_flow_at_once_with_the_validation_error(
-    prefect_home: Path,  # noqa: F811
-    invalid_csv: Path,  # noqa: F811
+    prefect_home: Path,
+    invalid_csv: Path,
     settings: Settings,
 ) -> None:
     state = training_flow(data=str(invalid_csv), models=["complement-nb"], return_state=True)
@@ -167,7 +162,7 @@ def test_invalid_data_fails_the_flow_at_once_with_the_validation_error(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_monitoring_flow_summarises_the_prediction_log(
-    prefect_home: Path,  # noqa: F811
+    prefect_home: Path,
     settings: Settings,
 ) -> None:
     from toxiguard.monitoring.prediction_log import PredictionBatch, PredictionLog

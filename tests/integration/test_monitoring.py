@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from tests.integration.flow_services import prefect_home  # noqa: F401
 from tests.integration.monitoring_support import (
     DetectionSetup,
     detection_setup,
@@ -27,10 +26,10 @@ from tests.integration.monitoring_support import (
     webhook_receiver,
     write_csv,
 )
-from tests.integration.services import ServerProcessFactory, serve_factory  # noqa: F401
+from tests.integration.services import ServerProcessFactory
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
-from toxiguard.models import ToxicityModel
+from toxiguard.models.package import ModelPackage
 from toxiguard.monitoring import store
 from toxiguard.monitoring.alerts import DRIFT_RULE, QUALITY_RULE
 from toxiguard.monitoring.feedback import FeedbackItem, store_feedback
@@ -82,7 +81,7 @@ def parts(shared_train: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture
 def trained(
     settings: Settings, parts: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
-) -> tuple[Settings, ToxicityModel]:
+) -> tuple[Settings, ModelPackage]:
     """Return settings whose registry holds a champion (version 1) trained on real comments."""
     data = write_csv(parts[0], tmp_path / "train.csv")
     settings = settings.model_copy(
@@ -120,7 +119,7 @@ def count(engine: Engine, table: object) -> int:
 
 
 def test_monitoring_run_stores_reports_and_alerts_once(
-    trained: tuple[Settings, ToxicityModel],
+    trained: tuple[Settings, ModelPackage],
     parts: tuple[pd.DataFrame, pd.DataFrame],
     engine: Engine,
     tmp_path: Path,
@@ -184,7 +183,7 @@ def test_monitoring_run_stores_reports_and_alerts_once(
 
 
 def test_webhook_down_does_not_fail_the_job_and_a_later_run_resends(
-    trained: tuple[Settings, ToxicityModel],
+    trained: tuple[Settings, ModelPackage],
     parts: tuple[pd.DataFrame, pd.DataFrame],
     engine: Engine,
 ) -> None:
@@ -227,7 +226,7 @@ def test_webhook_down_does_not_fail_the_job_and_a_later_run_resends(
 
 
 def test_too_few_rows_is_stored_as_insufficient_data(
-    trained: tuple[Settings, ToxicityModel],
+    trained: tuple[Settings, ModelPackage],
     parts: tuple[pd.DataFrame, pd.DataFrame],
     engine: Engine,
 ) -> None:
@@ -259,7 +258,7 @@ def test_too_few_rows_is_stored_as_insufficient_data(
 
 
 def test_without_logged_texts_only_statistics_and_scores_are_compared(
-    trained: tuple[Settings, ToxicityModel],
+    trained: tuple[Settings, ModelPackage],
     parts: tuple[pd.DataFrame, pd.DataFrame],
     engine: Engine,
 ) -> None:
@@ -276,10 +275,10 @@ def test_without_logged_texts_only_statistics_and_scores_are_compared(
 
 # ---------------------------------------------------------------- feedback through the API
 def test_feedback_round_trip_and_quality_alert(
-    trained: tuple[Settings, ToxicityModel],
+    trained: tuple[Settings, ModelPackage],
     parts: tuple[pd.DataFrame, pd.DataFrame],
     engine: Engine,
-    serve_factory: ServerProcessFactory,  # noqa: F811
+    serve_factory: ServerProcessFactory,
     tmp_path: Path,
 ) -> None:
     settings, _model = trained
@@ -382,10 +381,10 @@ def test_simulate_is_bounded(tmp_path: Path, parts: tuple[pd.DataFrame, pd.DataF
 # ---------------------------------------------------------------- retraining
 @pytest.mark.slow
 def test_drift_alert_retrains_on_data_plus_feedback_and_the_gate_decides(
-    trained: tuple[Settings, ToxicityModel],
+    trained: tuple[Settings, ModelPackage],
     parts: tuple[pd.DataFrame, pd.DataFrame],
     engine: Engine,
-    prefect_home: Path,  # noqa: F811
+    prefect_home: Path,
 ) -> None:
     settings, model = trained
     settings = settings.model_copy(update={"retrain_on_drift": True})
@@ -425,7 +424,8 @@ def test_drift_alert_retrains_on_data_plus_feedback_and_the_gate_decides(
     assert again.retraining is None and DRIFT_RULE in {a.rule for a in again.suppressed}
     assert {item["version"] for item in list_versions(settings)} == {1, 2}
     assert np.isfinite(float(versions[2]["test_roc_auc_mean"]))
-    assert versions[2]["decision"]  # the gate recorded its decision on the new version
+    # The gate recorded on the new version the decision that the champion alias shows.
+    assert versions[2]["decision"] == ("promoted" if champion == 2 else settings.challenger_alias)
 
 
 def test_feedback_endpoint_validates_what_the_store_can_hold(

@@ -10,13 +10,11 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import inspect
 
-from tests.integration.services import (  # noqa: F401
+from tests.integration.services import (
     PostgresServer,
     ServerProcessFactory,
-    postgres_server,
-    postgres_url,
-    serve_factory,
     server_environment,
     toxiguard_command,
     train_demo_champion,
@@ -51,20 +49,25 @@ def _batches(count: int) -> list[list[str]]:
     return [[COMMENTS[(i + j) % len(COMMENTS)] for j in range(1 + i % 3)] for i in range(count)]
 
 
-def test_postgres_schema_matches_the_metadata(postgres_url: str) -> None:  # noqa: F811
+def test_postgres_schema_matches_the_metadata(postgres_url: str) -> None:
     engine = store.make_engine(postgres_url)
     store.upgrade_schema(engine)
     assert store.current_revision(engine) == store.head_revision()
     with engine.connect() as connection:
         assert store.schema_differences(connection, tables=["predictions"]) == []
+    # The migrations run both ways on PostgreSQL: down to an empty store, and up again.
     store.downgrade_schema(engine)
+    assert store.current_revision(engine) is None
+    assert "predictions" not in inspect(engine).get_table_names()
     store.upgrade_schema(engine)
+    assert store.current_revision(engine) == store.head_revision()
+    assert "predictions" in inspect(engine).get_table_names()
     engine.dispose()
 
 
 def test_writer_keeps_rows_through_a_postgres_restart(
-    postgres_server: PostgresServer,  # noqa: F811
-    postgres_url: str,  # noqa: F811
+    postgres_server: PostgresServer,
+    postgres_url: str,
 ) -> None:
     engine = store.make_engine(postgres_url)
     log = PredictionLog(engine, batch_size=50, flush_seconds=0.05, retry_seconds=0.1).start()
@@ -102,7 +105,7 @@ def test_writer_keeps_rows_through_a_postgres_restart(
 
 def test_api_predictions_are_logged_in_sqlite(
     tmp_path: Path,
-    serve_factory: ServerProcessFactory,  # noqa: F811
+    serve_factory: ServerProcessFactory,
 ) -> None:
     home = tmp_path / "home"
     train_demo_champion(home)
@@ -132,9 +135,9 @@ def test_api_predictions_are_logged_in_sqlite(
 
 def test_postgres_log_survives_the_database_going_away(
     tmp_path: Path,
-    postgres_server: PostgresServer,  # noqa: F811
-    postgres_url: str,  # noqa: F811
-    serve_factory: ServerProcessFactory,  # noqa: F811
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    serve_factory: ServerProcessFactory,
 ) -> None:
     home = tmp_path / "home"
     train_demo_champion(home)

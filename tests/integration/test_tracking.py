@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,11 +19,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.processes import free_port
 from toxiguard.data.splits import Splits, save_splits
 from toxiguard.data.validation import fingerprint, label_matrix
 from toxiguard.errors import ModelNotFoundError, RegistryError
 from toxiguard.labels import LABELS, TEXT_COLUMN
-from toxiguard.models import ToxicityModel, create_model
+from toxiguard.models import create_model
+from toxiguard.models.package import ModelPackage
 from toxiguard.registry.client import configure_mlflow, load_toxicity_model, resolve_model_uri
 from toxiguard.registry.promotion import (
     Comparison,
@@ -66,17 +67,17 @@ print(json.dumps([from_list.to_numpy().tolist(), from_frame.to_numpy().tolist()]
 class Fitted:
     """Two real models and the held-out rows both are scored on."""
 
-    weak: ToxicityModel
-    strong: ToxicityModel
+    weak: ModelPackage
+    strong: ModelPackage
     texts: list[str]
     labels: npt.NDArray[np.int8]
 
-    def score(self, model: ToxicityModel) -> float:
+    def score(self, model: ModelPackage) -> float:
         """Return the mean ROC-AUC of a model on the held-out rows."""
         report = evaluate(self.labels, model.predict_proba(self.texts), model.thresholds)
         return float(report["mean_roc_auc"])
 
-    def report(self, model: ToxicityModel) -> dict[str, Any]:
+    def report(self, model: ModelPackage) -> dict[str, Any]:
         """Return the evaluation report of a model on the held-out rows."""
         return evaluate(self.labels, model.predict_proba(self.texts), model.thresholds)
 
@@ -92,8 +93,7 @@ def fitted(shared_sample: pd.DataFrame) -> Fitted:
         part = train.iloc[:rows]
         model = create_model(FAMILY)
         model.fit(part[TEXT_COLUMN].astype(str).tolist(), label_matrix(part).astype(np.int_))
-        model.thresholds = tune_thresholds(labels, model.predict_proba(texts))
-        models.append(model)
+        models.append(ModelPackage(model, tune_thresholds(labels, model.predict_proba(texts))))
     result = Fitted(models[0], models[1], texts, labels)
     # The scenario below needs a clear gap between the two; check it rather than assume it.
     assert result.score(result.strong) > result.score(result.weak) + 0.01
@@ -134,7 +134,7 @@ def splits_dir(shared_sample: pd.DataFrame, tmp_path: Path) -> Path:
 
 
 def _log(
-    model: ToxicityModel,
+    model: ModelPackage,
     settings: Settings,
     fitted: Fitted,
     splits_dir: Path | None = None,
@@ -265,10 +265,10 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
 ) -> None:
     settings = backend
     weak_score, strong_score = fitted.score(fitted.weak), fitted.score(fitted.strong)
-    scored: list[ToxicityModel] = []
+    scored: list[ModelPackage] = []
 
-    def compare_with(new_score: float) -> Callable[[ToxicityModel], Comparison]:
-        def compare(champion: ToxicityModel) -> Comparison:
+    def compare_with(new_score: float) -> Callable[[ModelPackage], Comparison]:
+        def compare(champion: ModelPackage) -> Comparison:
             scored.append(champion)
             return Comparison(new_score, fitted.score(champion), rows=100, excluded=0)
 
@@ -438,10 +438,7 @@ def test_missing_models_and_registries_give_clear_errors(
 def test_an_unreachable_server_fails_fast_with_a_registry_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody there
     get_settings.cache_clear()
     settings = get_settings()
     operations: list[Callable[[], object]] = [

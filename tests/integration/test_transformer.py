@@ -111,7 +111,7 @@ def test_beats_a_constant_predictor_on_held_out_rows(
 def test_int8_onnx_matches_pytorch(
     fitted: TransformerModel, splits: dict[str, pd.DataFrame]
 ) -> None:
-    report = fitted.export_report
+    report = fitted.export_report_
     assert report["runtime"] == "onnx-int8" and report["int8_rejected"] is False
     assert report["onnx_fp32_max_abs_diff"] < 1e-4
     assert report["onnx_int8_max_abs_diff"] < 0.1  # a broken quantisation is off by ~0.5
@@ -153,7 +153,7 @@ def test_insult_at_the_end_of_a_long_comment_is_not_truncated_away(
 
     alone, long_benign, windowed = fitted.predict_proba([insult, benign, long_insulting])[:, toxic]
     tokens = fitted._encode_texts([long_insulting])
-    head = head_windows(tokens, fitted.params["max_length"], fitted._specials)
+    head = head_windows(tokens, fitted.max_length, fitted.specials_)
     truncated = fitted._score(Windows(head, np.zeros(1, dtype=np.int64), 1), fitted._scorer())
 
     assert alone - long_benign > 0.25, (alone, long_benign)
@@ -193,11 +193,11 @@ def test_saved_model_loads_in_a_fresh_process_with_the_same_probabilities(
     script = (
         "import json, sys\n"
         "import numpy as np\n"
-        "from toxiguard.models.base import ToxicityModel\n"
-        f"model = ToxicityModel.load({str(saved)!r})\n"
+        "from toxiguard.models import load_model\n"
+        f"model = load_model({str(saved)!r})\n"
         f"texts = json.loads(open({str(tmp_path / 'texts.json')!r}).read())\n"
         f"np.save({str(tmp_path / 'probs.npy')!r}, model.predict_proba(texts))\n"
-        "print(json.dumps({'runtime': model.params['runtime'],\n"
+        "print(json.dumps({'runtime': model.runtime_,\n"
         "                  'torch_imported': 'torch' in sys.modules}))\n"
     )
     info = _fresh_process(script, env={"TRANSFORMERS_OFFLINE": "1"})
@@ -213,11 +213,11 @@ import mlflow
 model = mlflow.pyfunc.load_model("models:/toxiguard@champion")
 texts = json.loads(open(sys.argv[1]).read())
 out = model.predict(texts)
-inner = model.unwrap_python_model().model
+inner = model.unwrap_python_model().package.model
 print(json.dumps({
     "columns": list(out.columns),
     "probabilities": out.to_numpy().tolist(),
-    "runtime": inner.params["runtime"],
+    "runtime": inner.runtime_,
     "torch_imported": "torch" in sys.modules,
 }))
 """
@@ -294,9 +294,9 @@ result = {
     "rank": rank,
     "world_size": dist.get_world_size(),
     "checksum": float(sum(float(v.double().sum()) for v in weights.values())),
-    "train_samples": [h["train_samples"] for h in model.history],
-    "runtime": model.params["runtime"],
-    "exported": bool(model.export_report),
+    "train_samples": [h["train_samples"] for h in model.history_],
+    "runtime": model.runtime_,
+    "exported": bool(model.export_report_),
 }
 with open(f"{out}/rank{rank}.json", "w") as handle:
     json.dump(result, handle)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from toxiguard.errors import ToxiguardError
-from toxiguard.models import ToxicityModel, create_model
+from toxiguard.models import ToxicityModel, create_model, load_model
 from toxiguard.models.base import FloatArray, LabelArray
 from toxiguard.models.blend import BlendModel, empirical_cdf, simplex_grid
 
@@ -21,7 +21,7 @@ class KeywordModel(ToxicityModel):
     family = "keyword-test"
 
     def __init__(self, keyword: str = "bad") -> None:
-        super().__init__(keyword=keyword)
+        self.keyword = keyword
         self.fits = 0
 
     def fit(
@@ -35,7 +35,7 @@ class KeywordModel(ToxicityModel):
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
-        hit = np.array([float(self.params["keyword"] in t) for t in texts])
+        hit = np.array([float(self.keyword in t) for t in texts])
         return np.tile(hit[:, None], 6)
 
     def save_state(self, directory: Path) -> None:
@@ -95,40 +95,39 @@ def test_empirical_cdf_ranks_against_reference() -> None:
 def test_blend_weights_follow_the_informative_member(tmp_path: Path) -> None:
     texts, labels = _corpus(400, 0)
     val_texts, val_labels = _corpus(200, 1)
+    bad = KeywordModel(keyword="bad")
     blend = create_model(
         "blend",
-        members=["keyword-test", "keyword-test-2"],
-        member_params={"keyword-test-2": {"keyword": "awful"}},
+        estimators=[("keyword-test", bad), ("keyword-test-2", OtherKeywordModel(keyword="awful"))],
+        prefit=["keyword-test"],
         weight_step=0.05,
     )
     assert isinstance(blend, BlendModel)
-    bad = KeywordModel(keyword="bad")
-    blend.use_fitted({"keyword-test": bad, "unrelated": KeywordModel()})
     blend.fit(texts, labels, validation=(val_texts, val_labels))
-    assert blend.models["keyword-test"] is bad and bad.fits == 0, "a given member is not refitted"
-    assert blend.models["keyword-test-2"].params["keyword"] == "awful"
-    assert set(blend.models) == {"keyword-test", "keyword-test-2"}
+    assert blend.members_["keyword-test"] is bad and bad.fits == 0, "a given member is not refitted"
+    assert blend.members_["keyword-test-2"].get_params()["keyword"] == "awful"
+    assert set(blend.members_) == {"keyword-test", "keyword-test-2"}
     # label 0 is exactly "bad", label 1 exactly "awful": each leans on its own member
-    assert blend.weights[0][0] > 0.5
-    assert blend.weights[1][1] > 0.5
+    assert blend.weights_[0][0] > 0.5
+    assert blend.weights_[1][1] > 0.5
     probabilities = blend.predict_proba(val_texts)
     assert probabilities.shape == (200, 6)
     assert probabilities.min() >= 0 and probabilities.max() <= 1
 
-    loaded = ToxicityModel.load(blend.save(tmp_path / "blend"))
+    loaded = load_model(blend.save(tmp_path / "blend"))
     np.testing.assert_allclose(loaded.predict_proba(val_texts), probabilities)
 
 
 def test_blend_rejects_fewer_than_two_members() -> None:
     with pytest.raises(ToxiguardError, match="two or more"):
-        BlendModel(members=["tfidf-lr"])
+        create_model("blend", members=["tfidf-lr"])
 
 
 def test_blend_holds_out_validation_when_none_is_given() -> None:
     texts, labels = _corpus(300, 2)
-    blend: Any = BlendModel(members=["keyword-test", "tfidf-lr"], weight_step=0.5)
+    blend: Any = create_model("blend", members=["keyword-test", "tfidf-lr"], weight_step=0.5)
     blend.fit(texts, labels)
-    assert blend.distributions["tfidf-lr"].shape[0] < 300 * 0.3
+    assert blend.distributions_["tfidf-lr"].shape[0] < 300 * 0.3
 
 
 def test_a_jobs_blend_takes_the_transformer_and_its_best_tfidf_model() -> None:

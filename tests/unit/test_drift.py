@@ -10,6 +10,13 @@ import pytest
 
 from toxiguard.features.statistics import text_statistics
 from toxiguard.labels import LABELS
+from toxiguard.models.reference import (
+    MonitoringReference,
+    build_vocabulary,
+    monitoring_frame,
+    oov_shares,
+    words_of,
+)
 from toxiguard.monitoring.drift import (
     INSUFFICIENT_DATA,
     NUMERIC_COLUMNS,
@@ -18,13 +25,6 @@ from toxiguard.monitoring.drift import (
     detect_drift,
 )
 from toxiguard.monitoring.job import served_version, window_frame
-from toxiguard.monitoring.reference import (
-    MonitoringReference,
-    build_vocabulary,
-    monitoring_frame,
-    oov_shares,
-    words_of,
-)
 
 # Talk-page words, so that the text drift classifier has a vocabulary to work with.
 TALK = (

@@ -15,8 +15,9 @@ from toxiguard.data.demo import make_demo_corpus
 from toxiguard.data.validation import label_matrix
 from toxiguard.errors import ModelNotFoundError, ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
-from toxiguard.models import ToxicityModel, create_model, model_class, model_families
+from toxiguard.models import ToxicityModel, create_model, load_model, model_class, model_families
 from toxiguard.models.base import META_FILE
+from toxiguard.models.package import ModelPackage
 from toxiguard.models.tfidf.linear import LinearTextModel
 
 FAMILIES = ("tfidf-lr", "nbsvm", "tfidf-svm", "complement-nb")
@@ -80,13 +81,12 @@ def test_better_than_chance_on_held_out_rows(
 def test_save_then_load_gives_identical_probabilities(
     family: str, fitted: dict[str, ToxicityModel], corpus: pd.DataFrame, tmp_path: Path
 ) -> None:
-    model = fitted[family]
-    model.thresholds = np.linspace(0.2, 0.7, len(LABELS))
+    model = ModelPackage(fitted[family], np.linspace(0.2, 0.7, len(LABELS)))
     directory = model.save(tmp_path / family)
-    loaded = ToxicityModel.load(directory)
-    assert type(loaded) is type(model)
-    assert loaded.params == model.params
-    assert json.loads((directory / META_FILE).read_text())["params"] == model.params
+    loaded = ModelPackage.load(directory)
+    assert type(loaded.model) is type(model.model)
+    assert loaded.model.json_params() == model.model.json_params()
+    assert json.loads((directory / META_FILE).read_text())["params"] == model.model.json_params()
     np.testing.assert_array_equal(loaded.thresholds, model.thresholds)
     texts, _ = held_out(corpus)
     np.testing.assert_array_equal(loaded.predict_proba(texts), model.predict_proba(texts))
@@ -97,14 +97,14 @@ def test_parallel_and_serial_transform_agree(
 ) -> None:
     model = fitted["tfidf-lr"]
     assert isinstance(model, LinearTextModel)
-    assert model.featurizer is not None
+    assert model.featurizer_ is not None
     texts = corpus[TEXT_COLUMN].tolist() * 2  # 2,400 texts: above the parallel threshold
-    parallel = model.featurizer.transform(texts)
-    model.featurizer.n_jobs = 1
+    parallel = model.featurizer_.transform(texts)
+    model.featurizer_.n_jobs = 1
     try:
-        serial = model.featurizer.transform(texts)
+        serial = model.featurizer_.transform(texts)
     finally:
-        model.featurizer.n_jobs = 2
+        model.featurizer_.n_jobs = 2
     assert (parallel != serial).nnz == 0
 
 
@@ -141,21 +141,21 @@ def test_empty_input_gives_an_empty_array(fitted: dict[str, ToxicityModel]) -> N
 
 def test_params_defaults_overrides_and_round_trip() -> None:
     model = create_model("tfidf-lr", C={"threat": 8.0}, cleaning=["lowercase"])
-    assert model.params["C"] == {"threat": 8.0}
-    assert model.params["cleaning"] == ["lowercase"]
-    assert model.params["seed"] == 42
+    assert model.get_params()["C"] == {"threat": 8.0}
+    assert model.get_params()["cleaning"] == ["lowercase"]
+    assert model.get_params()["seed"] == 42
     assert isinstance(model, LinearTextModel)
     assert model.label_param("C", "threat") == 8.0
-    assert model.label_param("C", "toxic") == model.defaults["C"]
+    assert model.label_param("C", "toxic") == model.label_defaults["C"]
     # JSON-safe, and the same model class rebuilds from them
-    params = json.loads(json.dumps(model.params))
-    assert model_class("tfidf-lr")(**params).params == model.params
+    params = json.loads(json.dumps(model.json_params()))
+    assert model_class("tfidf-lr")(**params).json_params() == model.json_params()
 
 
 def test_defaults_are_not_shared_between_instances() -> None:
     first = create_model("nbsvm")
-    first.params["cleaning"].append("accents")
-    assert "accents" not in create_model("nbsvm").params["cleaning"]
+    first.json_params()["cleaning"].append("accents")
+    assert "accents" not in create_model("nbsvm").json_params()["cleaning"]
 
 
 def test_unknown_parameter_is_an_error() -> None:
@@ -221,7 +221,7 @@ def test_missing_state_file_is_a_clear_error(
     directory = fitted["complement-nb"].save(tmp_path / "m")
     (directory / "linear.joblib").unlink()
     with pytest.raises(ModelNotFoundError, match=r"linear\.joblib missing"):
-        ToxicityModel.load(directory)
+        load_model(directory)
 
 
 def test_label_with_one_class_predicts_its_rate(corpus: pd.DataFrame) -> None:
@@ -253,9 +253,9 @@ def test_fitting_is_reproducible(corpus: pd.DataFrame) -> None:
 def _per_label(model: LinearTextModel, texts: list[str]) -> np.ndarray:
     """Return each estimator's own positive probability (the path without the stacked head;
     NB-SVM's scales float32 features there, so the two agree to about 1e-6)."""
-    assert model.featurizer is not None
-    features = model.featurizer.transform(texts)
-    return np.column_stack([e.predict_proba(features)[:, 1] for e in model.estimators])
+    assert model.featurizer_ is not None
+    features = model.featurizer_.transform(texts)
+    return np.column_stack([e.predict_proba(features)[:, 1] for e in model.estimators_])
 
 
 @pytest.mark.parametrize("family", ["tfidf-lr", "nbsvm"])
@@ -263,11 +263,11 @@ def test_stacked_head_scores_like_the_per_label_estimators(
     family: str, fitted: dict[str, ToxicityModel], corpus: pd.DataFrame, tmp_path: Path
 ) -> None:
     model = fitted[family]
-    assert isinstance(model, LinearTextModel) and model.head is not None
+    assert isinstance(model, LinearTextModel) and model.head_ is not None
     texts, _ = held_out(corpus)
     np.testing.assert_allclose(model.predict_proba(texts), _per_label(model, texts), atol=1e-5)
-    loaded = ToxicityModel.load(model.save(tmp_path / family))
-    assert isinstance(loaded, LinearTextModel) and loaded.head is not None
+    loaded = load_model(model.save(tmp_path / family))
+    assert isinstance(loaded, LinearTextModel) and loaded.head_ is not None
     np.testing.assert_allclose(loaded.predict_proba(texts[:1]), model.predict_proba(texts[:1]))
 
 
@@ -276,7 +276,7 @@ def test_stacked_head_keeps_a_constant_label(corpus: pd.DataFrame) -> None:
     labels = label_matrix(corpus)[:300].copy()
     labels[:, LABELS.index("threat")] = 1
     model = create_model("nbsvm", **SMALL).fit(texts, labels)
-    assert isinstance(model, LinearTextModel) and model.head is not None
+    assert isinstance(model, LinearTextModel) and model.head_ is not None
     np.testing.assert_allclose(
         model.predict_proba(texts[:20]), _per_label(model, texts[:20]), atol=1e-5
     )
@@ -288,4 +288,4 @@ def test_other_estimators_score_label_by_label(
     family: str, fitted: dict[str, ToxicityModel]
 ) -> None:
     model = fitted[family]
-    assert isinstance(model, LinearTextModel) and model.head is None
+    assert isinstance(model, LinearTextModel) and model.head_ is None

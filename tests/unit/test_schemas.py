@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from toxiguard.serving import schemas
 Request = schemas.predict_request_model(max_texts=3, max_chars=10)
 
 
-def test_valid_request_keeps_the_texts() -> None:
+def test_requests_at_the_limits_are_accepted() -> None:
+    # The limits are inclusive: max_texts texts, max_chars characters; an empty text is valid.
     assert Request(texts=["a", "", "0123456789"]).texts == ["a", "", "0123456789"]
 
 
@@ -38,10 +40,17 @@ def test_bad_requests_are_refused(body: dict[str, Any], error_type: str) -> None
 
 
 def test_limits_are_part_of_the_json_schema() -> None:
-    texts = Request.model_json_schema()["properties"]["texts"]
+    schema = Request.model_json_schema()
+    texts = schema["properties"]["texts"]
     assert texts["minItems"] == 1 and texts["maxItems"] == 3
     assert texts["items"] == {"type": "string", "maxLength": 10}
-    assert issubclass(Request, schemas.PredictRequest)
+    assert "1 to 3 strings of at most 10 characters" in texts["description"]
+    # Still the PredictRequest of the contract: its name, strictness and example in OpenAPI.
+    base = schemas.PredictRequest.model_json_schema()
+    assert schema["title"] == base["title"] == "PredictRequest"
+    assert schema["additionalProperties"] is False
+    assert schema["examples"] == base["examples"]
+    assert schema["required"] == ["texts"]
 
 
 def test_label_scores_follow_label_order_and_bounds() -> None:
@@ -54,7 +63,7 @@ def test_label_scores_follow_label_order_and_bounds() -> None:
         schemas.label_scores([0.1] * 5)
 
 
-def test_response_round_trips_through_json() -> None:
+def test_response_json_is_the_body_clients_read() -> None:
     response = schemas.PredictResponse(
         request_id="abc",
         model=schemas.ModelRef(name="toxiguard", version=2, family="tfidf-lr"),
@@ -62,8 +71,23 @@ def test_response_round_trips_through_json() -> None:
             schemas.Prediction(scores=schemas.label_scores([0.9] + [0.0] * 5), flagged=["toxic"])
         ],
     )
-    again = schemas.PredictResponse.model_validate_json(response.model_dump_json())
-    assert again == response
+    body = json.loads(response.model_dump_json())
+    assert body == {
+        "request_id": "abc",
+        "model": {"name": "toxiguard", "version": 2, "family": "tfidf-lr"},
+        "predictions": [
+            {
+                "scores": {label: 0.9 if label == "toxic" else 0.0 for label in LABELS},
+                "flagged": ["toxic"],
+            }
+        ],
+    }
+    assert list(body["predictions"][0]["scores"]) == list(LABELS)  # Kaggle's label order
+    # Scores name exactly the six labels: a seventh is refused, not passed on.
+    with pytest.raises(ValidationError) as caught:
+        schemas.LabelScores.model_validate({**body["predictions"][0]["scores"], "spam": 0.1})
+    refused = [(error["type"], error["loc"]) for error in caught.value.errors()]
+    assert refused == [("extra_forbidden", ("spam",))]
 
 
 def test_error_response_shape() -> None:

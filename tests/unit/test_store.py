@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, create_engine, inspect
 
-from toxiguard.features.statistics import text_statistics
-from toxiguard.labels import LABELS
+from toxiguard.features.statistics import STATISTICS_COLUMNS, text_statistics
+from toxiguard.labels import FLAG_COLUMNS, LABELS, SCORE_COLUMNS
 from toxiguard.monitoring import store
 from toxiguard.monitoring.prediction_log import PredictionBatch, PredictionLog, batch_rows
 from toxiguard.settings import Settings
@@ -54,8 +54,8 @@ def test_migrations_create_the_schema_the_metadata_describes(engine: Engine) -> 
     with engine.connect() as connection:
         assert store.schema_differences(connection, tables=["predictions"]) == []
     columns = {c["name"] for c in inspect(engine).get_columns("predictions")}
-    assert {"request_id", "item_index", "text", *store.STAT_COLUMNS} <= columns
-    assert set(store.SCORE_COLUMNS) | set(store.FLAG_COLUMNS) <= columns
+    assert {"request_id", "item_index", "text", *STATISTICS_COLUMNS} <= columns
+    assert set(SCORE_COLUMNS) | set(FLAG_COLUMNS) <= columns
 
 
 def test_downgrade_removes_the_table(engine: Engine) -> None:
@@ -82,7 +82,7 @@ def test_rows_hold_statistics_scores_flags_and_text() -> None:
     assert rows[0]["length"] == 12 and rows[0]["words"] == 2
     for i, row in enumerate(rows):
         assert row["text"] == texts[i]
-        for column in store.STAT_COLUMNS:
+        for column in STATISTICS_COLUMNS:
             assert row[column] == pytest.approx(float(stats[column][i]))
         for j, label in enumerate(LABELS):
             assert row[f"score_{label}"] == pytest.approx(batch.probabilities[i, j])
@@ -197,9 +197,22 @@ def test_rows_wait_while_the_database_is_unreachable_and_land_when_it_returns(
 
 def test_from_settings_uses_the_log_options(tmp_path: Path) -> None:
     settings = Settings.model_validate(
-        {"home": tmp_path / "h", "log_texts": False, "log_batch_size": 3}
+        {
+            "home": tmp_path / "h",
+            "log_texts": False,
+            "log_batch_size": 3,
+            "log_buffer_rows": 5,
+            "log_flush_seconds": 0.05,
+        }
     )
     log = PredictionLog.from_settings(settings)
-    assert log.log_texts is False and log.batch_size == 3
-    assert str(log.engine.url).endswith("monitoring.db")
-    log.close()
+    # 7 rows queue as chunks of 3, 3 and 1; over the 5-row buffer the oldest chunk goes.
+    log.record(_batch([f"Secret {i}" for i in range(7)], request_id="r"))
+    status = log.status()
+    assert status.pending == 4 and status.dropped == 3
+    log.start()
+    assert log.close(20)
+    frame = store.read_predictions(store.make_engine(store.database_url(settings)))
+    assert sorted(frame.item_index) == [3, 4, 5, 6]
+    assert frame.text.isna().all() and (frame.length == 8).all()  # statistics, no text
+    assert (tmp_path / "h" / "monitoring.db").is_file()

@@ -20,7 +20,7 @@ from torch import nn
 
 from toxiguard.errors import ModelNotFoundError, ToxiguardError
 from toxiguard.labels import LABELS
-from toxiguard.models.base import ToxicityModel
+from toxiguard.models import create_model, load_model
 from toxiguard.models.transformer.model import ONNX_FILES, TransformerModel, TransformerParamError
 from toxiguard.models.transformer.onnx import roc_auc_metrics
 from toxiguard.models.transformer.setup import (
@@ -115,14 +115,16 @@ def _inputs(backbone: Path, texts: list[str]) -> tuple[list[list[int]], int]:
 
 
 def _evaluator(backbone: Path, texts: list[str], labels: npt.NDArray[np.int_]) -> Any:
+    from scipy.special import expit
+
     from toxiguard.models.transformer.model import torch_scorer
-    from toxiguard.models.transformer.windows import pad_batch, sigmoid
+    from toxiguard.models.transformer.windows import pad_batch
 
     ids, pad_id = _inputs(backbone, texts)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         logits = torch_scorer(model, "cpu")(*pad_batch(ids, pad_id))
-        return roc_auc_metrics(labels, sigmoid(logits))
+        return roc_auc_metrics(labels, expit(logits))
 
     return evaluate
 
@@ -353,12 +355,12 @@ def test_fitted_model_trains_predicts_and_reports_parity(fitted_tiny: Transforme
     assert ((probs >= 0) & (probs <= 1)).all()
     # A random tiny BERT learns little in 16 steps (the integration test checks learning with
     # the real backbone); its loss must still fall.
-    assert fitted_tiny.history[1]["train_loss"] < fitted_tiny.history[0]["train_loss"]
-    report = fitted_tiny.export_report
+    assert fitted_tiny.history_[1]["train_loss"] < fitted_tiny.history_[0]["train_loss"]
+    report = fitted_tiny.export_report_
     assert report["runtime"] == "onnx-int8" and report["int8_rejected"] is False
     assert report["onnx_fp32_max_abs_diff"] < 1e-4
     assert report["onnx_int8_max_abs_diff"] < 0.05
-    assert len(fitted_tiny.history) == 2
+    assert len(fitted_tiny.history_) == 2
     assert fitted_tiny.predict_proba([]).shape == (0, 6)
 
 
@@ -384,30 +386,30 @@ def test_runtimes_agree_and_save_load_round_trips(
         ONNX_FILES["onnx-int8"],
         "transformer_state.json",
     }
-    loaded = ToxicityModel.load(directory)
+    loaded = load_model(directory)
     assert isinstance(loaded, TransformerModel)
-    assert loaded._torch_model is None  # ONNX Runtime by default: no PyTorch weights loaded
+    assert loaded.torch_model_ is None  # ONNX Runtime by default: no PyTorch weights loaded
     np.testing.assert_allclose(loaded.predict_proba(texts), int8, atol=1e-9)
-    assert loaded.export_report == json.loads(json.dumps(fitted_tiny.export_report))
+    assert loaded.export_report_ == json.loads(json.dumps(fitted_tiny.export_report_))
 
     # A loaded model can be saved again (e.g. into a registry) without its PyTorch weights
     # in memory, and the copy serves PyTorch when asked.
-    again = ToxicityModel.load(loaded.save(tmp_path / "copy"))
-    again.use_runtime("torch")  # type: ignore[attr-defined]
+    again = load_model(loaded.save(tmp_path / "copy"))
+    again.use_runtime("torch")
     np.testing.assert_allclose(again.predict_proba(texts), reference, atol=1e-5)
 
 
 def test_int8_that_loses_too_much_is_not_kept(tiny_backbone: Path, tmp_path: Path) -> None:
     model = _fitted(tiny_backbone, epochs=1, max_auc_loss=-1.0)  # any int8 loses "too much"
 
-    assert model.export_report["int8_rejected"] is True
-    assert model.params["runtime"] == "onnx-fp32"
+    assert model.export_report_["int8_rejected"] is True
+    assert model.runtime_ == "onnx-fp32"
     saved = model.save(tmp_path / "model")
     assert not (saved / ONNX_FILES["onnx-int8"]).exists()
-    loaded = ToxicityModel.load(saved)
-    assert loaded.params["runtime"] == "onnx-fp32"
+    loaded = load_model(saved)
+    assert loaded.runtime_ == "onnx-fp32"
     with pytest.raises(ModelNotFoundError, match="onnx-int8"):
-        loaded.use_runtime("onnx-int8")  # type: ignore[attr-defined]
+        loaded.use_runtime("onnx-int8")
 
 
 def test_fit_without_validation_holds_out_a_slice_and_resumes(
@@ -427,11 +429,11 @@ def test_fit_without_validation_holds_out_a_slice_and_resumes(
     }
     first = TransformerModel(**params).fit(texts, labels)
     assert (tmp_path / "ckpt" / "latest" / "trainer.pt").is_file()
-    assert first.export_report["parity_rows"] == 4  # 10% of 40 rows held out
+    assert first.export_report_["parity_rows"] == 4  # 10% of 40 rows held out
     # Same checkpoint, one more epoch: only the second epoch is trained.
     second = TransformerModel(**{**params, "epochs": 2}).fit(texts, labels)
-    assert [h["epoch"] for h in second.history] == [1.0, 2.0]
-    assert second.history[0] == first.history[0]
+    assert [h["epoch"] for h in second.history_] == [1.0, 2.0]
+    assert second.history_[0] == first.history_[0]
 
 
 @pytest.mark.parametrize(
@@ -446,7 +448,7 @@ def test_fit_without_validation_holds_out_a_slice_and_resumes(
 )
 def test_bad_params_are_refused_with_a_clear_message(params: dict[str, Any], message: str) -> None:
     with pytest.raises(TransformerParamError, match=message):
-        TransformerModel(**params)
+        create_model("transformer", **params)
 
 
 def test_window_stride_and_max_length_are_checked_against_the_backbone(

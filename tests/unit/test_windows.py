@@ -11,6 +11,7 @@ import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import expit
 
 from toxiguard.models.transformer.windows import (
     SpecialTokens,
@@ -20,7 +21,6 @@ from toxiguard.models.transformer.windows import (
     length_bucketed_batches,
     pad_batch,
     score_windows,
-    sigmoid,
     sorted_batches,
     special_tokens,
     split_windows,
@@ -139,8 +139,12 @@ def test_pad_batch_pads_right_with_mask() -> None:
     assert ids.dtype == np.int64 and mask.dtype == np.int64
 
 
-def test_sigmoid_is_float64_and_stable() -> None:
-    out = sigmoid(np.array([-1000.0, 0.0, 1000.0], dtype=np.float32))
+def test_window_probabilities_are_float64_and_stable() -> None:
+    def extreme(input_ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Any:
+        return np.array([[-1000.0, 0.0, 1000.0]] * len(input_ids), dtype=np.float32)
+
+    windows = build_windows([[5, 6]], max_length=8, overlap=0, specials=SPECIALS)
+    [out] = score_windows(windows, extreme, batch_size=4, pad_id=0, how="max")
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, [0.0, 0.5, 1.0])
 
@@ -159,7 +163,7 @@ def test_insult_at_the_end_of_a_long_comment_is_seen_by_the_max(batch_size: int)
     windows = build_windows(tokens, max_length=32, overlap=8, specials=SPECIALS)
 
     probs = score_windows(windows, _insult_detector, batch_size=batch_size, pad_id=0, how="max")
-    truncated = sigmoid(_insult_detector(*pad_batch(head_windows(tokens, 32, SPECIALS), 0)))
+    truncated = expit(_insult_detector(*pad_batch(head_windows(tokens, 32, SPECIALS), 0)))
 
     assert probs.shape == (4, 2)
     assert probs[:, 0] == pytest.approx([1, 0, 1, 0], abs=1e-3)

@@ -10,7 +10,7 @@ import typer
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
-from toxiguard.cli.common import console, error_console, settings_with
+from toxiguard.cli.common import console, error_console, installed, settings_with
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.settings import get_settings
 
@@ -145,9 +145,11 @@ def serve(
 
     settings = settings_with(host=host, port=port)
     base = f"http://{settings.host}:{settings.port}"
+    # Without gradio (the 'ui' extra) the API is served alone; the server logs how to add the UI.
+    ui = f", the UI at {base}/ui" if settings.ui_enabled and installed("gradio") else ""
     console.print(
         f"Loading the champion, then serving the API at {base}/v1/predict "
-        f"(docs {base}/docs), the UI at {base}/ui, metrics at {base}/metrics."
+        f"(docs {base}/docs){ui}, metrics at {base}/metrics."
     )
     serve_api(settings)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +11,17 @@ import typer
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
-from toxiguard.cli.common import console, error_console, prefect_environment, settings_with
+from toxiguard.cli.common import (
+    console,
+    error_console,
+    installed,
+    prefect_environment,
+    require_installed,
+    settings_with,
+)
 from toxiguard.settings import get_settings
+
+logger = logging.getLogger(__name__)
 
 commands = typer.Typer()
 monitor_app = typer.Typer(help="Drift, live quality and alerts on the served model's traffic.")
@@ -38,16 +48,27 @@ def monitor_run(
     ] = None,
 ) -> None:
     """Compare the window's traffic with the model's reference; store, alert, maybe retrain."""
-    from toxiguard.monitoring.job import run_monitoring
-    from toxiguard.orchestration.flows import retrain as start_retraining
+    require_installed("`toxiguard monitor run`", "monitoring", "evidently")
+    from toxiguard.monitoring.job import Retrainer, run_monitoring
     from toxiguard.orchestration.stack import attach_to_running_stack
 
     settings = attach_to_running_stack(
         settings_with(monitoring_window_hours=window_hours, retrain_on_drift=retrain)
     )
     prefect_environment(settings)
+    retrainer: Retrainer | None = None
+    if installed("prefect"):
+        from toxiguard.orchestration.flows import retrain as prefect_retrainer
 
-    outcome = run_monitoring(settings, version=version, retrainer=start_retraining)
+        retrainer = prefect_retrainer
+    elif settings.retrain_on_drift:
+        # Monitoring works without Prefect; only the retraining it may ask for needs it.
+        logger.warning(
+            "retraining on drift is off: it needs the 'orchestration' extra (prefect is not "
+            "installed): pip install 'toxiguard[orchestration]'"
+        )
+
+    outcome = run_monitoring(settings, version=version, retrainer=retrainer)
     data = outcome.to_dict()
     table = Table(title=f"Monitoring run {outcome.run_id}: {data['status']}", show_edge=False)
     table.add_column("column")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from toxiguard.cli.common import console, prefect_environment
+from toxiguard.cli.common import console, prefect_environment, require_installed
 from toxiguard.settings import get_settings
 
 flows_app = typer.Typer(help="Prefect flows: serve the training and monitoring deployments.")
@@ -26,6 +26,7 @@ def flows_serve(
     ] = 180.0,
 ) -> None:
     """Serve the training and monitoring deployments, scheduled from the settings, until stopped."""
+    require_installed("`toxiguard flows serve`", "orchestration", "prefect")
     settings = get_settings()
     prefect_environment(settings)
     from toxiguard.orchestration.flows import serve_flows
@@ -54,6 +55,7 @@ def flows_train(
     ] = None,
 ) -> None:
     """Run the training flow once, here (on PREFECT_API_URL, or Prefect's temporary server)."""
+    require_installed("`toxiguard flows train`", "orchestration", "prefect")
     settings = get_settings()
     prefect_environment(settings)
     from toxiguard.orchestration.flows import training_flow
@@ -69,6 +71,8 @@ def flows_monitor(
     ] = None,
 ) -> None:
     """Run the monitoring flow once, here (on PREFECT_API_URL, or Prefect's temporary server)."""
+    require_installed("`toxiguard flows monitor`", "orchestration", "prefect")
+    require_installed("`toxiguard flows monitor`", "monitoring", "evidently")
     settings = get_settings()
     prefect_environment(settings)
     from toxiguard.orchestration.flows import monitoring_flow

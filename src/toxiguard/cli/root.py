@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from toxiguard.cli import inference, monitoring, orchestration, registry, training
 from toxiguard.cli.common import error_console
@@ -50,17 +51,21 @@ def configure(
 
 
 def main() -> None:
-    """Run the CLI; a user's mistake becomes one clear message and exit status 2."""
+    """Run the CLI; a user's mistake (a missing extra too) becomes one `error:` line, exit 2."""
     try:
         app()
     except ToxiguardError as error:
+        # Messages are escaped: `pip install 'toxiguard[ui]'` is not rich markup. Soft wrap keeps
+        # the error on one line whatever the terminal's width.
         problems = getattr(error, "problems", ())
         if len(problems) > 1:
             error_console.print(
                 f"[bold red]error:[/] {len(problems)} problems found", highlight=False
             )
             for problem in problems:
-                error_console.print(f"  - {problem}", highlight=False)
+                error_console.print(f"  - {escape(str(problem))}", highlight=False, soft_wrap=True)
         else:
-            error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+            error_console.print(
+                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            )
         sys.exit(2)

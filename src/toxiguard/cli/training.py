@@ -48,6 +48,24 @@ def data_validate(
     console.print(f"fingerprint (sha256): {dataset.fingerprint}")
 
 
+@data_app.command("demo")
+def data_demo(
+    path: Annotated[Path, typer.Argument(help="Where to write it: a .csv or .csv.gz file.")] = Path(
+        "data/demo/train.csv.gz"
+    ),
+    rows: Annotated[int, typer.Option(help="Number of comments.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 0,
+) -> None:
+    """Write the small synthetic demo corpus (Kaggle's columns): training without Kaggle's file."""
+    from toxiguard.data.demo import write_demo_corpus
+
+    written = write_demo_corpus(path, n_rows=rows, seed=seed)
+    console.print(
+        f"wrote {rows:,} synthetic comments to {written} (DEMO data: its scores say nothing "
+        "about real comments)"
+    )
+
+
 # ---------------------------------------------------------------- training
 @commands.command()
 def train(
@@ -73,7 +91,7 @@ def train(
     ] = None,
 ) -> None:
     """Validate, split, fit, evaluate, register and gate each model; print the results."""
-    from toxiguard.training.pipeline import DEFAULT_FAMILIES, run_training
+    from toxiguard.training.pipeline import run_training
 
     settings = settings_with(seed=seed)
     transformer_params = {
@@ -91,7 +109,7 @@ def train(
     if transformer_params:
         params["transformer"] = transformer_params
         params["blend"] = {"member_params": {"transformer": transformer_params}}
-    result = run_training(data_path, model or DEFAULT_FAMILIES, settings, params)
+    result = run_training(data_path, model or None, settings, params)
     table = Table(title=f"Training on {result.source}", show_edge=False)
     for column in (
         "model",
@@ -141,9 +159,12 @@ def run(
     Trains on data/raw/train.csv (or .zip/.gz/.parquet), or on the demo corpus if it is absent.
     """
     from toxiguard.data.demo import write_demo_corpus
-    from toxiguard.orchestration.stack import has_champion
+    from toxiguard.orchestration.stack import has_champion, require_stack_extras
 
     settings = get_settings()
+    if with_stack:
+        # Before training: without honcho and Prefect the stack cannot start afterwards.
+        require_stack_extras("`toxiguard run` (with --stack; --no-stack only trains)")
     if retrain or not has_champion(settings):
         found = [data_dir / name for name in RAW_DATA_CANDIDATES if (data_dir / name).is_file()]
         if found:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
 from toxiguard.data.readers import read_table
 from toxiguard.data.validation import canonical_frame, fingerprint, label_matrix
@@ -62,8 +63,6 @@ def split_dataset(
     Two steps: the test part is held out from all rows, then validation from the rest. Each part
     keeps the rows in their original order.
     """
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-
     if not (0 < validation_size < 1 and 0 < test_size < 1 and validation_size + test_size < 1):
         raise ToxiguardError(
             f"split sizes must be in (0, 1) and sum below 1: validation {validation_size}, "

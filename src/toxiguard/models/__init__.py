@@ -1,33 +1,43 @@
-"""Model families behind one interface; `create_model(name)` builds one by its family name."""
+"""The model families by name: build one (`create_model`), or load whichever family was saved.
+
+Importing this needs neither PyTorch nor transformers: the transformer family imports them
+only to fine-tune (and to serve from PyTorch when asked).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from toxiguard.errors import ModelNotFoundError
-from toxiguard.models.base import ToxicityModel
+from toxiguard.errors import ModelNotFoundError, ToxiguardError
+from toxiguard.models.base import META_FILE, ToxicityModel
+from toxiguard.models.blend import DEFAULT_MEMBERS, BlendModel
+from toxiguard.models.tfidf.linear import (
+    ComplementNBModel,
+    NBSVMModel,
+    TfidfLogisticModel,
+    TfidfSVMModel,
+)
+from toxiguard.models.transformer.model import TransformerModel
 
-
-def _families() -> dict[str, type[ToxicityModel]]:
-    # Imported lazily so that importing toxiguard.models does not pull in every framework.
-    from toxiguard.models.blend import BlendModel
-    from toxiguard.models.tfidf.linear import (
-        ComplementNBModel,
-        NBSVMModel,
-        TfidfLogisticModel,
-        TfidfSVMModel,
-    )
-    from toxiguard.models.transformer.model import TransformerModel
-
-    families: list[type[ToxicityModel]] = [
+FAMILIES: dict[str, type[ToxicityModel]] = {
+    cls.family: cls
+    for cls in (
         BlendModel,
         TfidfLogisticModel,
         NBSVMModel,
         TfidfSVMModel,
         ComplementNBModel,
         TransformerModel,
-    ]
-    return {cls.family: cls for cls in families}
+    )
+}
+
+
+def _families() -> dict[str, type[ToxicityModel]]:
+    """Return every family by name (one function, so that tests can add their own)."""
+    return FAMILIES
 
 
 def model_families() -> list[str]:
@@ -44,9 +54,76 @@ def model_class(family: str) -> type[ToxicityModel]:
     return families[family]
 
 
-def create_model(family: str, **params: Any) -> ToxicityModel:
-    """Return a new, unfitted model of the given family."""
-    return model_class(family)(**params)
+def _blend_params(params: Mapping[str, Any], common: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a blend's constructor arguments with its member estimators built.
+
+    Members come as `members` (family names, default `DEFAULT_MEMBERS`) with optional
+    `member_params` (a configuration, and what models saved before `estimators` existed hold),
+    or as `estimators`: pairs of a name and a model, or of a name and a saved spec
+    {"family", "params"}.
+    """
+    params = dict(params)
+    members = params.pop("members", None)
+    member_params: Mapping[str, Mapping[str, Any]] = params.pop("member_params", None) or {}
+    if members is not None and "estimators" in params:
+        raise ToxiguardError("blend: give either members or estimators, not both")
+    if members is not None:
+        params["estimators"] = [
+            (name, create_model(name, common, **member_params.get(name, {}))) for name in members
+        ]
+    elif "estimators" in params:
+        params["estimators"] = [
+            (str(name), _member(member, common)) for name, member in params["estimators"]
+        ]
+    else:
+        params["estimators"] = [
+            (name, create_model(name, common, **member_params.get(name, {})))
+            for name in DEFAULT_MEMBERS
+        ]
+    return params
 
 
-__all__ = ["ToxicityModel", "create_model", "model_class", "model_families"]
+def _member(member: Any, common: Mapping[str, Any]) -> ToxicityModel:
+    """Return a blend member: a model as it is, or one built from a saved spec."""
+    if isinstance(member, ToxicityModel):
+        return member
+    if isinstance(member, Mapping) and "family" in member:
+        return create_model(str(member["family"]), common, **member.get("params", {}))
+    raise ToxiguardError(f"blend: a member must be a model or {{family, params}}, got {member!r}")
+
+
+def create_model(
+    family: str, common: Mapping[str, Any] | None = None, /, **params: Any
+) -> ToxicityModel:
+    """Return a new, unfitted model of the given family, its params checked.
+
+    `common` holds values for params that several families take (seed, thread counts): each is
+    used where the family has such a param and `params` does not set it (a blend passes them on
+    to the members it builds). Unknown param names and bad values raise ToxiguardError.
+    """
+    cls = model_class(family)
+    shared = dict(common or {})
+    if cls is BlendModel:
+        params = _blend_params(params, shared)
+    known = set(cls._get_param_names())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        names = ", ".join(sorted(known))
+        raise ToxiguardError(f"{family}: unknown parameter(s) {unknown} (known: {names})")
+    defaults = {key: value for key, value in shared.items() if key in known and key not in params}
+    return cls(**defaults, **params).check_params()
+
+
+def load_model(directory: str | Path) -> ToxicityModel:
+    """Return the model saved in `directory`, whichever family it is."""
+    path = Path(directory)
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise ModelNotFoundError(f"{path}: no saved toxiguard model ({META_FILE} missing)")
+    meta = json.loads(meta_path.read_text())
+    model = create_model(meta["family"], **meta["params"])
+    model.load_state(path)
+    return model
+
+
+__all__ = ["ToxicityModel", "create_model", "load_model", "model_class", "model_families"]

@@ -1,4 +1,4 @@
-"""The one small interface every model family offers, and how a saved model is found again."""
+"""The one small interface every model family offers: a scikit-learn estimator over raw texts."""
 
 from __future__ import annotations
 
@@ -10,37 +10,50 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.base import BaseEstimator
 
-from toxiguard.errors import ModelNotFoundError
 from toxiguard.labels import LABELS
 
 FloatArray = npt.NDArray[np.float64]
 LabelArray = npt.NDArray[np.integer[Any]]
+#: A saved model's description: its family and constructor arguments (JSON).
 META_FILE = "toxiguard_model.json"
-SEEN_TEXTS_FILE = "seen_texts.npy"
 
 
-class ToxicityModel(ABC):
-    """A multi-label classifier: `fit(texts, labels)`, `predict_proba(texts) -> (n, 6)`, save, load.
+def json_ready(value: Any) -> Any:
+    """Return `value` as JSON holds it: tuples as lists, mappings as dicts, estimators as specs."""
+    if isinstance(value, ToxicityModel):
+        return {"family": value.family, "params": value.json_params()}
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
-    Subclasses keep all their state on the instance (scikit-learn style) and write it all
-    into one directory with `save_state`, so that a saved model needs no other file.
+
+class ToxicityModel(BaseEstimator, ABC):  # type: ignore[misc]
+    """A multi-label classifier: `fit(texts, labels)`, `predict_proba(texts) -> (n, 6)`, save.
+
+    scikit-learn's estimator contract: the constructor only stores its keyword arguments as
+    attributes of the same names (so `get_params`, `set_params` and `sklearn.base.clone` work);
+    `fit` checks them and sets the fitted state, in attributes ending in `_`. A model writes
+    everything it needs into one directory (`save`); `toxiguard.models.load_model` reads it back.
+    What a registered model carries besides the estimator lives in `models.package`.
     """
 
     family: ClassVar[str]
+    #: The labels every model predicts, in column order.
+    labels: ClassVar[tuple[str, ...]] = LABELS
 
-    def __init__(self, **params: Any) -> None:
-        self.params: dict[str, Any] = params
-        self.labels: tuple[str, ...] = LABELS
-        # Per-label decision thresholds; training tunes them on the validation split.
-        self.thresholds: FloatArray = np.full(len(LABELS), 0.5)
-        # Monitoring reference (toxiguard.monitoring.reference.MonitoringReference), set by
-        # training and saved with the model, so that it travels in the registered artifacts.
-        self.reference: Any = None
-        # Hashes of the comments the model was fitted and tuned on (`data.text_hashes`), set by
-        # training and saved with the model, so that the promotion gate can compare a later
-        # model with this one on test comments neither has seen.
-        self.seen_texts: npt.NDArray[np.uint64] | None = None
+    def check_params(self) -> Self:
+        """Return self once the constructor arguments are checked (ToxiguardError if one is bad).
+
+        `fit` calls it first; `create_model` too, so that a bad configuration fails before any
+        data is read.
+        """
+        return self
 
     @abstractmethod
     def fit(
@@ -56,13 +69,14 @@ class ToxicityModel(ABC):
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
         """Return an (n, 6) array of probabilities in label order."""
 
-    def predict_flags(self, texts: Sequence[str]) -> npt.NDArray[np.bool_]:
-        """Return an (n, 6) boolean array: probability at or above each label's threshold."""
-        return self.predict_proba(texts) >= self.thresholds
-
     def diagnostics(self) -> dict[str, float]:
         """Return numbers about how the model was built, logged as metrics with its run."""
         return {}
+
+    def json_params(self) -> dict[str, Any]:
+        """Return the constructor arguments as JSON values, as they are saved and logged."""
+        params: dict[str, Any] = json_ready(self.get_params(deep=False))
+        return params
 
     @abstractmethod
     def save_state(self, directory: Path) -> None:
@@ -70,40 +84,13 @@ class ToxicityModel(ABC):
 
     @abstractmethod
     def load_state(self, directory: Path) -> None:
-        """Read the fitted state written by `save_state`."""
+        """Read the fitted state written by `save_state` (the constructor arguments are set)."""
 
     def save(self, directory: str | Path) -> Path:
         """Save the model into `directory` (created if needed); return the directory."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "family": self.family,
-            "params": self.params,
-            "labels": list(self.labels),
-            "thresholds": [float(t) for t in self.thresholds],
-        }
-        (path / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         self.save_state(path)
-        if self.reference is not None:
-            self.reference.save(path)
-        if self.seen_texts is not None:
-            np.save(path / SEEN_TEXTS_FILE, self.seen_texts)
+        meta = {"family": self.family, "params": self.json_params()}
+        (path / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return path
-
-    @classmethod
-    def load(cls, directory: str | Path) -> ToxicityModel:
-        """Load whichever family was saved in `directory`."""
-        from toxiguard.models import model_class
-
-        path = Path(directory)
-        meta_path = path / META_FILE
-        if not meta_path.is_file():
-            raise ModelNotFoundError(f"{path}: no saved toxiguard model ({META_FILE} missing)")
-        meta = json.loads(meta_path.read_text())
-        model = model_class(meta["family"])(**meta["params"])
-        model.labels = tuple(meta["labels"])
-        model.thresholds = np.asarray(meta["thresholds"], dtype=np.float64)
-        model.load_state(path)
-        if (path / SEEN_TEXTS_FILE).is_file():
-            model.seen_texts = np.load(path / SEEN_TEXTS_FILE)
-        return model

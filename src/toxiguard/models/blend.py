@@ -1,4 +1,4 @@
-"""The `blend` family: several fitted models combined per label with weights tuned on validation.
+"""The `blend` family: several models combined per label with weights tuned on validation.
 
 Two ways to combine, chosen per label by validation ROC-AUC:
 - "probability": a weighted mean of the members' probabilities;
@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from toxiguard.errors import ToxiguardError
-from toxiguard.models.base import FloatArray, LabelArray, ToxicityModel
+from toxiguard.errors import ModelNotFoundError, ToxiguardError
+from toxiguard.models.base import META_FILE, FloatArray, LabelArray, ToxicityModel
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("probability", "rank")
 STATE_FILE = "blend.json"
+MEMBERS_DIR = "members"
+#: The members of a blend given none: the transformer and the first TF-IDF baseline.
+DEFAULT_MEMBERS = ("transformer", "tfidf-lr")
 
 
 def simplex_grid(members: int, step: float) -> list[tuple[float, ...]]:
@@ -46,42 +50,52 @@ def empirical_cdf(reference: FloatArray, scores: FloatArray) -> FloatArray:
 
 
 class BlendModel(ToxicityModel):
-    """Per-label weighted blend of other model families, tuned on the validation split."""
+    """Per-label weighted blend of other models, tuned on the validation split.
+
+    `estimators` are (name, model) pairs, as scikit-learn's VotingClassifier takes them; each
+    is cloned and fitted on the blend's training data, except those named in `prefit`, which
+    are used as they are (models of the same job, already fitted on the same training split).
+    """
 
     family = "blend"
 
     def __init__(
         self,
-        members: Sequence[str] = ("transformer", "tfidf-lr"),
-        member_params: Mapping[str, Mapping[str, Any]] | None = None,
+        estimators: Sequence[tuple[str, ToxicityModel]] = (),
+        prefit: Sequence[str] = (),
         weight_step: float = 0.05,
         holdout_share: float = 0.1,
         seed: int = 42,
     ) -> None:
-        if len(members) < 2 or len(set(members)) != len(members):
-            raise ToxiguardError(f"blend needs two or more different members, got {list(members)}")
-        super().__init__(
-            members=list(members),
-            member_params={k: dict(v) for k, v in (member_params or {}).items()},
-            weight_step=weight_step,
-            holdout_share=holdout_share,
-            seed=seed,
-        )
-        self.models: dict[str, ToxicityModel] = {}
-        self.weights = np.full((len(self.labels), len(members)), 1 / len(members))
-        self.methods: list[str] = ["probability"] * len(self.labels)
-        self.distributions: dict[str, FloatArray] = {}
-        self.validation_auc: dict[str, list[float]] = {}
+        self.estimators = estimators
+        self.prefit = prefit
+        self.weight_step = weight_step
+        self.holdout_share = holdout_share
+        self.seed = seed
 
     @property
     def member_names(self) -> list[str]:
-        """Return the member families, in blending order."""
-        return list(self.params["members"])
+        """Return the members' names, in blending order."""
+        return [name for name, _ in self.estimators]
 
-    def use_fitted(self, models: Mapping[str, ToxicityModel]) -> Self:
-        """Reuse members already fitted on the same training data (by family); return self."""
-        self.models.update({k: v for k, v in models.items() if k in self.member_names})
+    def check_params(self) -> Self:
+        """Return self once there are two or more differently named members."""
+        names = self.member_names
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ToxiguardError(f"blend needs two or more different members, got {names}")
+        unknown = sorted(set(self.prefit) - set(names))
+        if unknown:
+            raise ToxiguardError(f"blend: prefit names {unknown} are not members ({names})")
+        if not 0 < self.weight_step <= 1:
+            raise ToxiguardError(f"blend: weight_step must be in (0, 1], got {self.weight_step}")
         return self
+
+    def json_params(self) -> dict[str, Any]:
+        """Return the params as saved: members as {family, params} specs, none of them prefit.
+
+        A saved spec rebuilds an unfitted member, so the rebuilt blend would fit every member.
+        """
+        return {**super().json_params(), "prefit": []}
 
     def fit(
         self,
@@ -90,13 +104,12 @@ class BlendModel(ToxicityModel):
         *,
         validation: tuple[Sequence[str], LabelArray] | None = None,
     ) -> Self:
-        """Fit the members not given by `use_fitted`, then tune per-label weights; return self."""
-        from toxiguard.models import create_model
-
+        """Fit the members not in `prefit`, then tune per-label weights; return self."""
+        self.check_params()
         train_texts, train_labels = list(texts), np.asarray(labels)
         if validation is None:
-            rng = np.random.default_rng(self.params["seed"])
-            held = rng.random(len(train_texts)) < self.params["holdout_share"]
+            rng = np.random.default_rng(self.seed)
+            held = rng.random(len(train_texts)) < self.holdout_share
             validation = (
                 [t for t, h in zip(train_texts, held, strict=True) if h],
                 train_labels[held],
@@ -104,15 +117,18 @@ class BlendModel(ToxicityModel):
             train_texts = [t for t, h in zip(train_texts, held, strict=True) if not h]
             train_labels = train_labels[~held]
         val_texts, val_labels = list(validation[0]), np.asarray(validation[1])
-        for name in self.member_names:
-            if name not in self.models:
-                logger.info("blend: fitting member %s", name)
-                params = self.params["member_params"].get(name, {})
-                self.models[name] = create_model(name, **params).fit(
-                    train_texts, train_labels, validation=(val_texts, val_labels)
-                )
-        member_scores = {name: self.models[name].predict_proba(val_texts) for name in self.models}
-        self.distributions = {
+        members: dict[str, ToxicityModel] = {}
+        for name, estimator in self.estimators:
+            if name in self.prefit:
+                members[name] = estimator
+                continue
+            logger.info("blend: fitting member %s", name)
+            members[name] = clone(estimator).fit(
+                train_texts, train_labels, validation=(val_texts, val_labels)
+            )
+        self.members_ = members
+        member_scores = {name: model.predict_proba(val_texts) for name, model in members.items()}
+        self.distributions_ = {
             name: np.sort(scores, axis=0) for name, scores in member_scores.items()
         }
         self._tune(member_scores, val_labels)
@@ -126,13 +142,17 @@ class BlendModel(ToxicityModel):
         for name in self.member_names:
             column = scores[name][:, label]
             if method == "rank":
-                column = empirical_cdf(self.distributions[name][:, label], column)
+                column = empirical_cdf(self.distributions_[name][:, label], column)
             columns.append(column)
         return np.asarray(np.column_stack(columns) @ np.asarray(weights), dtype=np.float64)
 
     def _tune(self, scores: Mapping[str, FloatArray], truth: LabelArray) -> None:
         """Pick, per label, the method and weights with the best validation ROC-AUC."""
-        grid = simplex_grid(len(self.member_names), self.params["weight_step"])
+        names = self.member_names
+        self.weights_ = np.full((len(self.labels), len(names)), 1 / len(names))
+        self.methods_ = ["probability"] * len(self.labels)
+        self.validation_auc_: dict[str, list[float]] = {}
+        grid = simplex_grid(len(names), self.weight_step)
         for label in range(truth.shape[1]):
             if truth[:, label].min() == truth[:, label].max():
                 continue  # no positives (or no negatives): keep equal probability weights
@@ -144,45 +164,62 @@ class BlendModel(ToxicityModel):
                 ),
                 key=lambda item: item[0],
             )
-            self.methods[label] = best[1]
-            self.weights[label] = best[2]
-            self.validation_auc.setdefault(best[1], []).append(float(best[0]))
+            self.methods_[label] = best[1]
+            self.weights_[label] = best[2]
+            self.validation_auc_.setdefault(best[1], []).append(float(best[0]))
             logger.info(
                 "blend: label %d: %s weights %s (validation ROC-AUC %.4f)",
                 label,
                 best[1],
-                dict(zip(self.member_names, best[2], strict=True)),
+                dict(zip(names, best[2], strict=True)),
                 best[0],
             )
 
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
         """Return the (n, 6) blended scores in [0, 1], in label order."""
-        if not self.models:
+        members: dict[str, ToxicityModel] | None = getattr(self, "members_", None)
+        if members is None:
             raise ToxiguardError("blend model is not fitted")
-        scores = {name: self.models[name].predict_proba(texts) for name in self.member_names}
+        scores = {name: members[name].predict_proba(texts) for name in self.member_names}
         return np.column_stack(
             [
-                self._combine(scores, label, self.methods[label], self.weights[label])
+                self._combine(scores, label, self.methods_[label], self.weights_[label])
                 for label in range(len(self.labels))
             ]
         ).clip(0.0, 1.0)
 
     def save_state(self, directory: Path) -> None:
         """Write each member into its own sub-directory and the blend's weights as JSON."""
+        if getattr(self, "members_", None) is None:
+            raise ToxiguardError("blend: cannot save a model that is not fitted")
         for name in self.member_names:
-            self.models[name].save(directory / "members" / name)
-        reference = np.stack([self.distributions[name] for name in self.member_names])
+            self.members_[name].save(directory / MEMBERS_DIR / name)
+        reference = np.stack([self.distributions_[name] for name in self.member_names])
         np.save(directory / "reference.npy", reference)
-        state = {"weights": self.weights.tolist(), "methods": self.methods}
+        state = {"weights": self.weights_.tolist(), "methods": self.methods_}
         (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     def load_state(self, directory: Path) -> None:
         """Read the members, weights and reference distributions written by `save_state`."""
-        self.models = {
-            name: ToxicityModel.load(directory / "members" / name) for name in self.member_names
+        self.members_ = {
+            name: _load_member(estimator, directory / MEMBERS_DIR / name)
+            for name, estimator in self.estimators
         }
         reference = np.load(directory / "reference.npy")
-        self.distributions = dict(zip(self.member_names, reference, strict=True))
+        self.distributions_ = dict(zip(self.member_names, reference, strict=True))
         state = json.loads((directory / STATE_FILE).read_text())
-        self.weights = np.asarray(state["weights"], dtype=np.float64)
-        self.methods = list(state["methods"])
+        self.weights_ = np.asarray(state["weights"], dtype=np.float64)
+        self.methods_ = list(state["methods"])
+
+
+def _load_member(template: ToxicityModel, directory: Path) -> ToxicityModel:
+    """Return the member saved in `directory`: a clone of `template` with the member's own saved
+    params (blends saved before `estimators` existed name their members by family only)."""
+    meta = json.loads((directory / META_FILE).read_text())
+    if meta["family"] != template.family:
+        raise ModelNotFoundError(
+            f"{directory}: holds a {meta['family']} model, the blend expects {template.family}"
+        )
+    member: ToxicityModel = clone(template).set_params(**meta["params"])
+    member.load_state(directory)
+    return member

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import httpx
@@ -154,8 +154,6 @@ def last_raised(engine: Engine, keys: Sequence[str]) -> dict[str, datetime]:
 
 def _aware(moment: datetime) -> datetime:
     """Return the datetime with UTC attached when the database dropped the zone (SQLite)."""
-    from datetime import UTC
-
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 

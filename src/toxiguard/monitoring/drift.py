@@ -19,19 +19,17 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from toxiguard.monitoring.reference import (
-    FLAG_COLUMNS,
-    OOV_COLUMN,
-    SCORE_COLUMNS,
-    STAT_COLUMNS,
-    TEXT_COLUMN,
-)
+from toxiguard.errors import require_extra
+from toxiguard.features.statistics import STATISTICS_COLUMNS
+from toxiguard.labels import FLAG_COLUMNS, SCORE_COLUMNS
+from toxiguard.models.reference import OOV_COLUMN, TEXT_COLUMN
 
 logger = logging.getLogger(__name__)
 
 OK: Final = "ok"
 INSUFFICIENT_DATA: Final = "insufficient_data"
-NUMERIC_COLUMNS: Final = (*STAT_COLUMNS, OOV_COLUMN, *SCORE_COLUMNS)
+NUMERIC_COLUMNS: Final = (*STATISTICS_COLUMNS, OOV_COLUMN, *SCORE_COLUMNS)
+_FEATURE: Final = "drift detection (`toxiguard monitor run`)"
 
 
 @dataclass(frozen=True)
@@ -165,8 +163,11 @@ def _text_drift(
     None when it cannot be computed (no words at all on either side: the classifier has no
     vocabulary).
     """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
+    # Evidently is the optional 'monitoring' extra: checked first, so a core install gets one
+    # clear error; imported here, so the core imports this module without it.
+    require_extra("evidently", "monitoring", _FEATURE)
+    from evidently import DataDefinition, Dataset, Report  # noqa: PLC0415
+    from evidently.metrics import ValueDrift  # noqa: PLC0415
 
     texts = current[TEXT_COLUMN].dropna().astype(str)
     reference_texts = reference[TEXT_COLUMN].astype(str)
@@ -218,9 +219,11 @@ def detect_drift(
     if len(current) < min_rows:
         result.message = f"{len(current)} rows in the window, fewer than the {min_rows} required"
         return result
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import DatasetMissingValueCount
-    from evidently.presets import DataDriftPreset
+    # Evidently is the optional 'monitoring' extra (see `_text_drift`).
+    require_extra("evidently", "monitoring", _FEATURE)
+    from evidently import DataDefinition, Dataset, Report  # noqa: PLC0415
+    from evidently.metrics import DatasetMissingValueCount  # noqa: PLC0415
+    from evidently.presets import DataDriftPreset  # noqa: PLC0415
 
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)

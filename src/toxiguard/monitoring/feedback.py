@@ -17,11 +17,13 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import f1_score
 from sqlalchemy import Engine, and_, delete, insert, select, tuple_
 
 from toxiguard.errors import DataValidationError, Problem
-from toxiguard.labels import ID_COLUMN, LABELS, TEXT_COLUMN
-from toxiguard.monitoring.store import FLAG_COLUMNS, SCORE_COLUMNS, predictions
+from toxiguard.labels import FLAG_COLUMNS, ID_COLUMN, LABELS, SCORE_COLUMNS, TEXT_COLUMN
+from toxiguard.models.metrics import label_roc_aucs, mean_defined
+from toxiguard.monitoring.store import predictions
 from toxiguard.monitoring.tables import LABEL_COLUMNS, feedback
 
 logger = logging.getLogger(__name__)
@@ -186,28 +188,26 @@ def labelled_window(
 
 def live_quality(frame: pd.DataFrame) -> dict[str, Any]:
     """Return ROC-AUC (both classes needed) and F1 (of the served flags) per label, and means."""
-    from sklearn.metrics import f1_score, roc_auc_score
-
+    truths = frame[list(LABEL_COLUMNS)].astype(int).to_numpy()
+    roc_aucs = label_roc_aucs(truths, frame[list(SCORE_COLUMNS)].astype(float).to_numpy())
     per_label: dict[str, dict[str, Any]] = {}
-    for label in LABELS:
-        truth = frame[f"label_{label}"].astype(int).to_numpy()
-        scores = frame[f"score_{label}"].astype(float).to_numpy()
-        flags = frame[f"flag_{label}"].astype(bool).to_numpy()
+    f1s: dict[str, float | None] = {}
+    for column, label in enumerate(LABELS):
+        truth = truths[:, column]
+        flags = frame[FLAG_COLUMNS[column]].astype(bool).to_numpy()
         positives = int(truth.sum())
-        both = 0 < positives < len(truth)
+        f1s[label] = float(f1_score(truth, flags, zero_division=0)) if positives else None
         per_label[label] = {
             "rows": len(truth),
             "positives": positives,
-            "roc_auc": float(roc_auc_score(truth, scores)) if both else None,
-            "f1": float(f1_score(truth, flags, zero_division=0)) if positives else None,
+            "roc_auc": roc_aucs[label],
+            "f1": f1s[label],
         }
-    aucs = [v["roc_auc"] for v in per_label.values() if v["roc_auc"] is not None]
-    f1s = [v["f1"] for v in per_label.values() if v["f1"] is not None]
     return {
         "rows": len(frame),
         "per_label": per_label,
-        "mean_roc_auc": float(np.mean(aucs)) if aucs else None,
-        "f1_macro": float(np.mean(f1s)) if f1s else None,
+        "mean_roc_auc": mean_defined(roc_aucs),
+        "f1_macro": mean_defined(f1s),
     }
 
 

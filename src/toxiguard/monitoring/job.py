@@ -16,25 +16,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 
 from toxiguard.errors import ModelNotFoundError
+from toxiguard.features.statistics import STATISTICS_COLUMNS
+from toxiguard.labels import FLAG_COLUMNS, SCORE_COLUMNS
+from toxiguard.models.reference import OOV_COLUMN, TEXT_COLUMN, oov_shares
 from toxiguard.monitoring import alerts as alerting
 from toxiguard.monitoring import store
 from toxiguard.monitoring.drift import INSUFFICIENT_DATA, OK, DriftResult, detect_drift
 from toxiguard.monitoring.feedback import labelled_window, live_quality
-from toxiguard.monitoring.reference import (
-    FLAG_COLUMNS,
-    OOV_COLUMN,
-    SCORE_COLUMNS,
-    STAT_COLUMNS,
-    TEXT_COLUMN,
-    oov_shares,
-    reference_for_version,
-)
+from toxiguard.monitoring.reference import reference_for_version
 from toxiguard.monitoring.tables import drift_columns, drift_runs
 from toxiguard.monitoring.tables import live_quality as live_quality_table
+from toxiguard.registry.client import configure_mlflow
+from toxiguard.registry.versions import champion_version
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -97,7 +95,7 @@ def served_version(window: pd.DataFrame) -> int | None:
 
 def window_frame(rows: pd.DataFrame, vocabulary: frozenset[str]) -> pd.DataFrame:
     """Return the monitoring columns of prediction-log rows (OOV share only with logged texts)."""
-    frame = rows.loc[:, [*STAT_COLUMNS, *SCORE_COLUMNS]].astype(float).reset_index(drop=True)
+    frame = rows.loc[:, [*STATISTICS_COLUMNS, *SCORE_COLUMNS]].astype(float).reset_index(drop=True)
     for column in FLAG_COLUMNS:
         frame[column] = rows[column].astype(bool).to_numpy()
     if TEXT_COLUMN in rows.columns and rows[TEXT_COLUMN].notna().any():
@@ -110,8 +108,6 @@ def window_frame(rows: pd.DataFrame, vocabulary: frozenset[str]) -> pd.DataFrame
 
 def _baseline_roc_auc(settings: Settings, version: int) -> float | None:
     """Return the version's mean test ROC-AUC recorded at registration, if any."""
-    from toxiguard.registry.client import configure_mlflow
-
     try:
         client = configure_mlflow(settings)
         tags = client.get_model_version(settings.registered_model_name, str(version)).tags
@@ -124,25 +120,15 @@ def _baseline_roc_auc(settings: Settings, version: int) -> float | None:
 
 def _champion_version(settings: Settings) -> int | None:
     """Return the version the champion alias points at, or None."""
-    from toxiguard.registry.client import configure_mlflow
-
     try:
-        client = configure_mlflow(settings)
-        found = client.get_model_version_by_alias(
-            settings.registered_model_name, settings.champion_alias
-        )
-    except Exception as error:  # no champion (or no registry): nothing to compare yet
+        return champion_version(settings)
+    except Exception as error:  # no registry: nothing to compare yet
         logger.info("no champion found: %s", error)
         return None
-    return int(found.version)
 
 
 def _log_to_mlflow(settings: Settings, outcome: MonitoringOutcome) -> str | None:
     """Log the run's numbers and HTML report to the MLflow monitoring experiment; return its id."""
-    import mlflow
-
-    from toxiguard.registry.client import configure_mlflow
-
     result = outcome.result
     try:
         configure_mlflow(
@@ -241,8 +227,6 @@ def _store_run(engine: Engine, outcome: MonitoringOutcome, settings: Settings) -
 
 def _set_mlflow_run(engine: Engine, run_id: int, mlflow_run_id: str) -> None:
     """Record the MLflow run of a stored monitoring run."""
-    from sqlalchemy import update
-
     with engine.begin() as connection:
         connection.execute(
             update(drift_runs).where(drift_runs.c.id == run_id).values(mlflow_run_id=mlflow_run_id)

@@ -19,7 +19,9 @@ from sqlalchemy import Engine
 
 if TYPE_CHECKING:
     pass
+from toxiguard.data.validation import load_dataset
 from toxiguard.labels import LABELS, TEXT_COLUMN
+from toxiguard.monitoring.feedback import feedback_training_rows
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,9 +45,6 @@ def build_training_data(
     Feedback whose prediction was logged without its text (privacy mode) cannot be used and is
     counted. Comments already in the original data are not added twice.
     """
-    from toxiguard.data.validation import load_dataset
-    from toxiguard.monitoring.feedback import feedback_training_rows
-
     source = Path(data or settings.training_data).expanduser()
     original = load_dataset(source).frame
     extra, without_text = feedback_training_rows(engine)

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from toxiguard.labels import LABELS
-from toxiguard.monitoring.store import FLAG_COLUMNS, SCORE_COLUMNS, SOURCES, STAT_COLUMNS
+from toxiguard.features.statistics import STATISTICS_COLUMNS, text_statistics
+from toxiguard.labels import FLAG_COLUMNS, LABELS, SCORE_COLUMNS
+from toxiguard.monitoring.store import SOURCES
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,9 @@ def _storable(text: str) -> str:
 
 def batch_rows(batch: PredictionBatch, log_texts: bool) -> list[dict[str, Any]]:
     """Return the table rows of one batch: statistics, scores, flags and (if allowed) the text."""
-    from toxiguard.features.statistics import text_statistics
-
     texts = [_storable(str(text)) for text in batch.texts]
     stats = text_statistics(texts)
-    columns = {name: stats[name].tolist() for name in STAT_COLUMNS}
+    columns = {name: stats[name].tolist() for name in STATISTICS_COLUMNS}
     rows: list[dict[str, Any]] = []
     for i, text in enumerate(texts):
         row: dict[str, Any] = {

@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import pandas as pd
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -32,22 +37,19 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     select,
 )
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from toxiguard.labels import LABELS
-from toxiguard.settings import Settings
+from toxiguard.labels import FLAG_COLUMNS, SCORE_COLUMNS
+from toxiguard.settings import Settings, redact_uri
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 SOURCES: Final = ("api", "ui", "score")
-# Text statistics logged with each prediction, as `features.statistics.text_statistics` names them.
-STAT_COLUMNS: Final = ("length", "words", "upper_share", "non_letter_share")
-SCORE_COLUMNS: Final = tuple(f"score_{label}" for label in LABELS)
-FLAG_COLUMNS: Final = tuple(f"flag_{label}" for label in LABELS)
 
 # Constraint names are spelled out so that migrations on SQLite and PostgreSQL agree.
 metadata = MetaData(
@@ -129,15 +131,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def redacted(url: str) -> str:
-    """Return the URL with any password hidden, for logs and status pages."""
-    return make_url(normalise_url(url)).render_as_string(hide_password=True)
+    """Return the database URL, normalised, with any password hidden, for logs and status pages."""
+    return redact_uri(normalise_url(url))
 
 
 def upgrade_schema(engine: Engine, revision: str = "head", attempts: int = 3) -> None:
     """Bring the store's schema up to `revision` with the packaged Alembic migrations."""
-    from alembic import command
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     for attempt in range(1, attempts + 1):
@@ -156,9 +155,6 @@ def upgrade_schema(engine: Engine, revision: str = "head", attempts: int = 3) ->
 
 def downgrade_schema(engine: Engine, revision: str = "base") -> None:
     """Take the store's schema back to `revision` (default: empty), dropping what came later."""
-    from alembic import command
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
@@ -171,8 +167,6 @@ def schema_differences(connection: Connection, tables: Collection[str] | None = 
 
     Empty when the migrations and the table definitions agree.
     """
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
 
     def included(obj: Any, name: str | None, type_: str, _reflected: bool, _compare: Any) -> bool:
         # include_object sees both sides (database and metadata), unlike include_name.
@@ -186,9 +180,6 @@ def schema_differences(connection: Connection, tables: Collection[str] | None = 
 
 def head_revision() -> str | None:
     """Return the newest revision of the packaged migrations."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return ScriptDirectory.from_config(config).get_current_head()
@@ -196,8 +187,6 @@ def head_revision() -> str | None:
 
 def current_revision(engine: Engine) -> str | None:
     """Return the Alembic revision the store is at (None for an empty store)."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -231,7 +220,5 @@ def read_predictions(
 
 def count_predictions(engine: Engine) -> int:
     """Return how many predictions the store holds."""
-    from sqlalchemy import func
-
     with engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(predictions)).scalar_one())

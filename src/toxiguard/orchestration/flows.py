@@ -8,10 +8,11 @@ With no `PREFECT_API_URL` the flows run on Prefect's temporary local server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from prefect import flow, task
+from prefect import flow, serve, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
@@ -29,16 +30,15 @@ from toxiguard.registry.promotion import PromotionDecision
 from toxiguard.settings import Settings, get_settings
 from toxiguard.training.pipeline import (
     Evaluation,
-    ModelResult,
     PreparedData,
     TrainingResult,
-    evaluate_model,
-    family_run,
-    fit_model,
-    gate_model,
+    TrainingSteps,
+    evaluate_step,
+    fit_step,
+    gate_step,
     prepare_data,
     register_model,
-    training_order,
+    train_families,
 )
 
 logger = logging.getLogger(__name__)
@@ -80,18 +80,18 @@ def prepare_task(data: str, settings: Settings) -> PreparedData:
 def fit_task(
     family: str,
     prepared: PreparedData,
-    params: dict[str, Any] | None,
-    fitted: dict[str, ToxicityModel],
+    params: Mapping[str, Any] | None,
+    fitted: Mapping[str, ToxicityModel],
     settings: Settings,
 ) -> tuple[ToxicityModel, float]:
     """Return the fitted model of `family` and the seconds its fit took."""
-    return fit_model(family, prepared.splits, params, fitted, settings.blend_tfidf_members)
+    return fit_step(family, prepared, params, fitted, settings)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
 def evaluate_task(family: str, model: ToxicityModel, prepared: PreparedData) -> Evaluation:
-    """Return the model's validation and test reports (its thresholds are tuned in place)."""
-    return evaluate_model(model, prepared.splits, family)
+    """Return the model's validation and test reports, with thresholds tuned on validation."""
+    return evaluate_step(family, model, prepared)
 
 
 @task(
@@ -109,9 +109,9 @@ def register_task(
     result: Evaluation,
     prepared: PreparedData,
     settings: Settings,
-    params: dict[str, Any] | None,
+    params: Mapping[str, Any] | None,
 ) -> tuple[str, int]:
-    """Return the MLflow run id and registered version of the logged model."""
+    """Return the MLflow run id and registered version of the logged model package."""
     return register_model(family, model, fit_seconds, result, prepared, settings, params)
 
 
@@ -124,13 +124,57 @@ def register_task(
     retry_condition_fn=retry_unless_user_error,
 )
 def gate_task(
+    family: str,
     version: int,
     result: Evaluation,
     prepared: PreparedData,
     settings: Settings,
 ) -> PromotionDecision:
     """Return the gate's decision: champion only if it beats the champion on unseen test rows."""
-    return gate_model(version, result, prepared, settings)
+    return gate_step(family, version, result, prepared, settings)
+
+
+def _fit(
+    family: str,
+    prepared: PreparedData,
+    params: Mapping[str, Any] | None,
+    fitted: Mapping[str, ToxicityModel],
+    settings: Settings,
+) -> tuple[ToxicityModel, float]:
+    """Return `fit_task`'s result, the task run named after the family."""
+    named = fit_task.with_options(task_run_name=f"fit-{family}")
+    return named(family, prepared, params, fitted, settings)
+
+
+def _evaluate(family: str, model: ToxicityModel, prepared: PreparedData) -> Evaluation:
+    """Return `evaluate_task`'s result, the task run named after the family."""
+    return evaluate_task.with_options(task_run_name=f"evaluate-{family}")(family, model, prepared)
+
+
+def _register(
+    family: str,
+    model: ToxicityModel,
+    fit_seconds: float,
+    result: Evaluation,
+    prepared: PreparedData,
+    settings: Settings,
+    params: Mapping[str, Any] | None,
+) -> tuple[str, int]:
+    """Return `register_task`'s result, the task run named after the family."""
+    named = register_task.with_options(task_run_name=f"register-{family}")
+    return named(family, model, fit_seconds, result, prepared, settings, params)
+
+
+def _gate(
+    family: str, version: int, result: Evaluation, prepared: PreparedData, settings: Settings
+) -> PromotionDecision:
+    """Return `gate_task`'s result, the task run named after the family and version."""
+    named = gate_task.with_options(task_run_name=f"gate-{family}-v{version}")
+    return named(family, version, result, prepared, settings)
+
+
+#: The pipeline's steps as Prefect tasks: the flow runs the pipeline's own loop with them.
+TASK_STEPS = TrainingSteps(fit=_fit, evaluate=_evaluate, register=_register, gate=_gate)
 
 
 def training_markdown(result: TrainingResult) -> str:
@@ -216,33 +260,7 @@ def training_flow(
     if seed is not None:
         settings = settings.model_copy(update={"seed": seed})
     prepared = prepare_task(str(data or settings.training_data), settings)
-    fitted: dict[str, ToxicityModel] = {}
-    results: list[ModelResult] = []
-    for family in training_order(models or settings.training_models):
-        family_params = (params or {}).get(family)
-        with family_run(family, settings):
-            model, seconds = fit_task.with_options(task_run_name=f"fit-{family}")(
-                family, prepared, family_params, fitted, settings
-            )
-            fitted[family] = model
-            evaluated = evaluate_task.with_options(task_run_name=f"evaluate-{family}")(
-                family, model, prepared
-            )
-            run_id, version = register_task.with_options(task_run_name=f"register-{family}")(
-                family, model, seconds, evaluated, prepared, settings, family_params
-            )
-        decision = gate_task.with_options(task_run_name=f"gate-{family}-v{version}")(
-            version, evaluated, prepared, settings
-        )
-        logger.info("%s: version %d, %s", family, version, decision.reason)
-        results.append(ModelResult(family, run_id, version, seconds, evaluated, decision))
-    result = TrainingResult(
-        source=prepared.dataset.source,
-        dataset_fingerprint=prepared.dataset.fingerprint,
-        splits_fingerprint=prepared.splits.fingerprint,
-        splits_dir=prepared.splits_dir,
-        models=results,
-    )
+    result = train_families(prepared, settings, models, params, TASK_STEPS)
     report_task(result)
     return training_summary(result)
 
@@ -322,8 +340,6 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
 
 def serve_flows(settings: Settings) -> None:
     """Serve both deployments until interrupted (runs started from the UI or API run here)."""
-    from prefect import serve
-
     deployments = build_deployments(settings)
     for deployment in deployments:
         logger.info(

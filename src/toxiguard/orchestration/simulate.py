@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from toxiguard.data.readers import read_comments
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 
@@ -143,8 +144,6 @@ def simulate(
 
     At most `max_requests` comments and `max_seconds` seconds; comments are cut to `max_chars`.
     """
-    from toxiguard.data.readers import read_comments
-
     base = check_loopback(url)
     if n <= 0:
         raise ToxiguardError("--n must be positive")

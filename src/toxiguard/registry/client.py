@@ -16,7 +16,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from toxiguard.errors import ModelNotFoundError, RegistryError
-from toxiguard.models.base import ToxicityModel
+from toxiguard.models.package import ModelPackage
+from toxiguard.registry.pyfunc import ToxiguardPyfunc
 from toxiguard.settings import Settings
 
 if TYPE_CHECKING:
@@ -147,10 +148,8 @@ def _version_for(client: MlflowClient, settings: Settings, uri: str) -> ModelVer
     raise ModelNotFoundError(f"model '{name}' has no {what} in {settings.tracking_uri}")
 
 
-def load_toxicity_model(uri: str, settings: Settings) -> tuple[ToxicityModel, dict[str, Any]]:
-    """Return the model behind an MLflow URI and what the registry knows about it."""
-    from toxiguard.registry.pyfunc import ToxiguardPyfunc
-
+def load_toxicity_model(uri: str, settings: Settings) -> tuple[ModelPackage, dict[str, Any]]:
+    """Return the model package behind an MLflow URI and what the registry knows about it."""
     client = connect(settings)
     version = _version_for(client, settings, uri)
     # Load the exact version the alias points at now, so that a concurrent promotion cannot
@@ -179,11 +178,11 @@ def load_toxicity_model(uri: str, settings: Settings) -> tuple[ToxicityModel, di
         "version": int(version.version) if version is not None else None,
         "aliases": sorted(version.aliases) if version is not None else [],
         "run_id": run_id,
-        "family": wrapper.model.family,
-        "thresholds": [float(t) for t in wrapper.model.thresholds],
+        "family": wrapper.package.family,
+        "thresholds": [float(t) for t in wrapper.package.thresholds],
         "metrics": metrics,
     }
-    return wrapper.model, info
+    return wrapper.package, info
 
 
 def _run_id_from_uri(uri: str) -> str | None:

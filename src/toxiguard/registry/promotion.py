@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from toxiguard.errors import ModelNotFoundError, RegistryError
-from toxiguard.models.base import ToxicityModel
+from toxiguard.models.package import ModelPackage
 from toxiguard.registry.client import connect, is_not_found, load_toxicity_model, registry_error
 from toxiguard.registry.versions import alias_version, get_version
 from toxiguard.settings import Settings
@@ -111,7 +111,7 @@ def gate_promotion(
     settings: Settings,
     version: int,
     new_score: float,
-    compare: Callable[[ToxicityModel], Comparison],
+    compare: Callable[[ModelPackage], Comparison],
 ) -> PromotionDecision:
     """Return the decision after making `version` champion only if it beats the champion.
 

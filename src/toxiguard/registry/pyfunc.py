@@ -1,4 +1,4 @@
-"""The MLflow pyfunc wrapper around a saved ToxicityModel, its signature and input example."""
+"""The MLflow pyfunc wrapper around a saved model package, its signature and input example."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from mlflow.types import ColSpec, Schema
 
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
-from toxiguard.models.base import ToxicityModel
+from toxiguard.models.package import ModelPackage
 
 INPUT_COLUMN = "text"
-
-
+#: The name of the logged MLflow model inside its run.
 MODEL_NAME = "model"
+#: The pyfunc artifact holding the saved package (`models:/<name>/<version>/artifacts/model`).
+ARTIFACT_NAME = "model"
 
 
 # One unnamed string column: MLflow then accepts a list of str, a series, a one-column frame of
@@ -36,13 +37,13 @@ INPUT_EXAMPLE = pd.DataFrame(
 
 
 class ToxiguardPyfunc(PythonModel):
-    """MLflow pyfunc wrapper around any ToxicityModel saved in the artifact "model"."""
+    """MLflow pyfunc wrapper around the model package saved in the artifact "model"."""
 
-    model: ToxicityModel
+    package: ModelPackage
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Load the saved ToxicityModel from the model's artifacts."""
-        self.model = ToxicityModel.load(context.artifacts["model"])
+        """Load the saved model package from the model's artifacts."""
+        self.package = ModelPackage.load(context.artifacts[ARTIFACT_NAME])
 
     def predict(
         self,
@@ -52,8 +53,8 @@ class ToxiguardPyfunc(PythonModel):
     ) -> pd.DataFrame:
         """Return a frame of float64 probabilities, one column per label, for the given comments."""
         texts = input_texts(model_input)
-        probabilities = np.asarray(self.model.predict_proba(texts), dtype=np.float64)
-        return pd.DataFrame(probabilities, columns=list(self.model.labels))
+        probabilities = np.asarray(self.package.predict_proba(texts), dtype=np.float64)
+        return pd.DataFrame(probabilities, columns=list(self.package.labels))
 
 
 def input_texts(model_input: object) -> list[str]:

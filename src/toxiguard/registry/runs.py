@@ -1,8 +1,7 @@
 """MLflow runs for trained models: params, metrics, dataset inputs, reports, plots, pyfunc model.
 
-The registry side lives in `toxiguard.registry.client` (connection, URIs, loading, listing) and
-`toxiguard.registry.promotion` (gated promotion, rollback, champion history); their public names are
-re-exported here, so callers need only this module.
+The logged pyfunc model holds the whole model package (`toxiguard.models.package`), which is
+registered as a new version of the settings' registered model.
 """
 
 from __future__ import annotations
@@ -31,9 +30,9 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from toxiguard import __version__
 from toxiguard.errors import RegistryError
 from toxiguard.labels import LABELS, TEXT_COLUMN
-from toxiguard.models.base import ToxicityModel
+from toxiguard.models.package import ModelPackage
 from toxiguard.registry.client import configure_mlflow
-from toxiguard.registry.pyfunc import INPUT_EXAMPLE, MODEL_NAME, SIGNATURE
+from toxiguard.registry.pyfunc import ARTIFACT_NAME, INPUT_EXAMPLE, MODEL_NAME, SIGNATURE
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def _log_datasets(
 
 
 def log_model_run(
-    model: ToxicityModel,
+    package: ModelPackage,
     *,
     settings: Settings,
     run_name: str,
@@ -130,14 +129,14 @@ def log_model_run(
     tags: dict[str, str] | None = None,
     extra_pip_requirements: Sequence[str] = (),
 ) -> tuple[str, int]:
-    """Return (run id, registered version) after logging one trained model and all it came with.
+    """Return (run id, registered version) after logging one model package and all it came with.
 
     Logs into the active run when the caller has started one (e.g. to log training curves
     first), otherwise into a new run named `run_name`.
     """
     client = configure_mlflow(settings)
     run_tags = {
-        "family": model.family,
+        "family": package.family,
         "dataset_fingerprint": dataset_fingerprint,
         "toxiguard_version": __version__,
         **(tags or {}),
@@ -153,19 +152,19 @@ def log_model_run(
                 mlflow.set_tags(run_tags)
             mlflow.log_params({key: _param_value(value) for key, value in params.items()})
             mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
-            _log_datasets(dataset_source, dataset_fingerprint, splits_dir, model.family)
+            _log_datasets(dataset_source, dataset_fingerprint, splits_dir, package.family)
             for name, report in reports.items():
                 mlflow.log_dict(report, f"reports/{name}.json")
             for name, figure in figures.items():
                 mlflow.log_figure(figure, f"plots/{name if Path(name).suffix else name + '.png'}")
             with tempfile.TemporaryDirectory(prefix="toxiguard-model-") as tmp:
-                model_dir = model.save(Path(tmp) / "model")
+                model_dir = package.save(Path(tmp) / ARTIFACT_NAME)
                 code = Path(tmp) / "toxiguard_pyfunc.py"
                 code.write_text(_MODEL_CODE)
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_NAME,
                     python_model=str(code),
-                    artifacts={"model": str(model_dir)},
+                    artifacts={ARTIFACT_NAME: str(model_dir)},
                     signature=SIGNATURE,
                     input_example=INPUT_EXAMPLE,
                     pip_requirements=pip_requirements(extra_pip_requirements),
@@ -173,8 +172,8 @@ def log_model_run(
                 )
             version = int(info.registered_model_version)
             version_tags = {
-                "family": model.family,
-                "thresholds": json.dumps([round(float(t), 6) for t in model.thresholds]),
+                "family": package.family,
+                "thresholds": json.dumps([round(float(t), 6) for t in package.thresholds]),
                 "dataset_fingerprint": dataset_fingerprint,
                 "run_id": run.info.run_id,
             }

@@ -27,6 +27,11 @@ def alias_version(client: MlflowClient, settings: Settings, alias: str) -> int |
     return int(aliases[alias]) if alias in aliases else None
 
 
+def champion_version(settings: Settings) -> int | None:
+    """Return the version the champion alias points at, or None when there is no champion."""
+    return alias_version(connect(settings), settings, settings.champion_alias)
+
+
 def get_version(client: MlflowClient, settings: Settings, version: int) -> ModelVersion:
     """Return one registered version or raise ModelNotFoundError."""
     name = settings.registered_model_name

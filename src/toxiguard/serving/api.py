@@ -1,7 +1,8 @@
-"""The REST API (FastAPI) serving the champion, with the Gradio UI mounted at /ui.
+"""The REST API (FastAPI) serving the champion, with the Gradio UI mounted at /ui when installed.
 
-`build_state` loads the model first, so that `toxiguard serve` fails fast with a clear message
-when there is none; `create_app` wires the routes; `serve` runs it all under uvicorn.
+`create_app` wires the routes onto a `ServingState` (`toxiguard.serving.state.build_state`
+loads the model first); `serve` runs it all under uvicorn. Without the 'ui' extra (gradio) the
+API is served alone, and one log line says how to get the UI.
 """
 
 from __future__ import annotations
@@ -11,21 +12,20 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
+import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException
 
 from toxiguard import __version__
+from toxiguard.errors import MissingExtraError, require_extra
 from toxiguard.labels import LABELS
-from toxiguard.monitoring.prediction_log import PredictionBatch, PredictionLog
 from toxiguard.serving import schemas
-from toxiguard.serving.batching import Inference, MicroBatcher, ThreadPoolInference
 from toxiguard.serving.feedback import feedback_router
-from toxiguard.serving.metrics import CONTENT_TYPE, ServingMetrics
+from toxiguard.serving.metrics import CONTENT_TYPE
 from toxiguard.serving.middleware import (
     UI_PATH,
     ServingMiddleware,
@@ -33,76 +33,13 @@ from toxiguard.serving.middleware import (
     new_request_id,
     request_id_of,
 )
-from toxiguard.serving.predictor import LOCAL_COPY, PredictionResult, Predictor
+from toxiguard.serving.predictor import LOCAL_COPY, registry_client_environment
+from toxiguard.serving.state import ServingState, build_state
 from toxiguard.settings import OFFLINE_ENVIRONMENT, Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
-
-
-@dataclass
-class ServingState:
-    """Everything a running server holds: settings, model, inference, prediction log, metrics."""
-
-    settings: Settings
-    predictor: Predictor
-    inference: Inference
-    log: PredictionLog | None
-    metrics: ServingMetrics
-
-    def status(self) -> dict[str, Any]:
-        """Return model, registry and prediction-log state, JSON-ready."""
-        status = self.predictor.status()
-        status["prediction_log"] = self.log.status().as_dict() if self.log else None
-        return status
-
-    def record(
-        self,
-        request_id: str,
-        source: str,
-        texts: list[str],
-        result: PredictionResult,
-        first_index: int = 0,
-    ) -> None:
-        """Log predictions (off the request path) and count them in the metrics."""
-        self.metrics.observe_predictions(result.flags, source)
-        if self.log is None:
-            return
-        self.log.record(
-            PredictionBatch(
-                request_id=request_id,
-                source=source,
-                texts=texts,
-                probabilities=result.probabilities,
-                flags=result.flags,
-                model_name=result.model.name,
-                model_version=result.model.version,
-                model_family=result.model.family,
-                first_index=first_index,
-            )
-        )
-
-
-def build_state(settings: Settings, *, prediction_log: bool = True) -> ServingState:
-    """Return the server state with the model loaded; raise ModelNotFoundError if there is none."""
-    predictor = Predictor(settings)
-    predictor.load()
-    log = PredictionLog.from_settings(settings) if prediction_log else None
-    metrics = ServingMetrics()
-    inference: Inference
-    if settings.microbatch:
-        inference = MicroBatcher(
-            predictor.predict,
-            max_texts=settings.microbatch_max_texts,
-            wait_s=settings.microbatch_wait_ms / 1000,
-            on_batch=metrics.observe_batch,
-        )
-    else:
-        inference = ThreadPoolInference(predictor.predict, workers=2)
-    state = ServingState(settings, predictor, inference, log, metrics)
-    metrics.watch(state.status)
-    return state
 
 
 def _api_key_dependency(settings: Settings) -> Any:
@@ -258,10 +195,20 @@ def create_app(state: ServingState) -> FastAPI:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     if settings.ui_enabled:
-        from toxiguard.serving.ui import mount_ui
-
-        mount_ui(app, state, UI_PATH)
+        _mount_ui(app, state)
     return app
+
+
+def _mount_ui(app: FastAPI, state: ServingState) -> None:
+    """Mount the Gradio UI at /ui, or log one line saying it is off and how to install it."""
+    try:
+        require_extra("gradio", "ui", f"the UI at {UI_PATH}")
+    except MissingExtraError as error:
+        logger.warning("UI off, serving the API only: %s", error)
+        return
+    from toxiguard.serving.ui import mount_ui  # noqa: PLC0415  (gradio is the optional 'ui' extra)
+
+    mount_ui(app, state, UI_PATH)
 
 
 def create_app_from_environment() -> FastAPI:
@@ -273,16 +220,12 @@ def create_app_from_environment() -> FastAPI:
 
 def prepare_environment(settings: Settings) -> None:
     """Set the offline and MLflow-client variables the server needs, unless already set."""
-    from toxiguard.serving.predictor import registry_client_environment
-
     for key, value in {**OFFLINE_ENVIRONMENT, **registry_client_environment(settings)}.items():
         os.environ.setdefault(key, value)
 
 
 def serve(settings: Settings) -> None:
     """Load the champion (or fail), then serve the API and UI until interrupted."""
-    import uvicorn
-
     prepare_environment(settings)
     state = build_state(settings)
     app = create_app(state)

@@ -17,6 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from toxiguard.labels import LABELS
+from toxiguard.monitoring import store
+from toxiguard.monitoring.feedback import FeedbackItem, logged_predictions, store_feedback
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -76,8 +78,6 @@ class _Store:
         """Return the engine, creating it and upgrading the schema the first time."""
         with self.lock:
             if self.engine is None:
-                from toxiguard.monitoring import store
-
                 engine = store.make_engine(store.database_url(self.settings))
                 store.upgrade_schema(engine)
                 self.engine = engine
@@ -92,8 +92,6 @@ def feedback_router(settings: Settings) -> APIRouter:
     @router.post("/feedback", response_model=FeedbackResponse)
     def post_feedback(body: FeedbackRequest) -> FeedbackResponse:
         """Store the true labels of a prediction; monitoring uses them for live quality."""
-        from toxiguard.monitoring.feedback import FeedbackItem, logged_predictions, store_feedback
-
         item = FeedbackItem.from_names(body.request_id, body.item_index, body.labels)
         try:
             engine = holder.get()

@@ -26,8 +26,10 @@ import numpy.typing as npt
 
 from toxiguard.errors import ModelNotFoundError, ToxiguardError
 from toxiguard.labels import LABELS
-from toxiguard.models.base import ToxicityModel
-from toxiguard.settings import Settings
+from toxiguard.models.package import ModelPackage
+from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
+from toxiguard.registry.versions import champion_version
+from toxiguard.settings import Settings, redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +40,10 @@ LOCAL_COPY = "local-copy"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to predict, with what the registry said about it and where it came from."""
+    """A model package ready to predict, with what the registry said about it and where it came
+    from."""
 
-    model: ToxicityModel
+    model: ModelPackage
     info: dict[str, Any]
     source: str
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -144,7 +147,7 @@ class LocalCopy:
         if not pointer.is_file():
             raise ModelNotFoundError(f"no local copy of a model in {self.directory}")
         saved = json.loads(pointer.read_text())
-        model = ToxicityModel.load(self.directory / saved["dir"])
+        model = ModelPackage.load(self.directory / saved["dir"])
         return LoadedModel(model=model, info=dict(saved["info"]), source=LOCAL_COPY)
 
 
@@ -178,8 +181,6 @@ class Predictor:
 
     def load(self) -> LoadedModel:
         """Load the champion from the registry, else the local copy; raise if there is neither."""
-        from toxiguard.registry.client import resolve_model_uri
-
         uri = resolve_model_uri(None, self.settings)
         try:
             loaded = self._load_from_registry(uri)
@@ -207,8 +208,6 @@ class Predictor:
 
     def _load_from_registry(self, uri: str) -> LoadedModel:
         """Load a model from the registry, mark it reachable and keep a local copy."""
-        from toxiguard.registry.client import load_toxicity_model
-
         model, info = load_toxicity_model(uri, self.settings)
         loaded = LoadedModel(model=model, info=info, source=REGISTRY)
         self._mark_registry(None, loaded.version)
@@ -247,13 +246,14 @@ class Predictor:
 
     # ------------------------------------------------------------ polling
     def champion_version(self) -> int:
-        """Return the version the champion alias points at now (raises if unreachable)."""
-        from mlflow.tracking import MlflowClient
-
-        uri = self.settings.tracking_uri
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        version = client.get_model_version_by_alias(self.settings.registered_model_name, self.alias)
-        return int(version.version)
+        """Return the version the champion alias points at now (raises if unreachable or if no
+        version holds the alias)."""
+        version = champion_version(self.settings)
+        if version is None:
+            raise ModelNotFoundError(
+                f"no version of {self.settings.registered_model_name} is {self.alias}"
+            )
+        return version
 
     def refresh(self) -> bool:
         """Check the alias once; return True when a new model was swapped in."""
@@ -307,7 +307,7 @@ class Predictor:
             empty = np.zeros((0, len(LABELS)))
             return PredictionResult(empty, empty.astype(bool), loaded)
         probabilities = np.asarray(loaded.model.predict_proba(list(texts)), dtype=np.float64)
-        flags = probabilities >= loaded.model.thresholds
+        flags = np.asarray(probabilities >= loaded.model.thresholds)
         return PredictionResult(probabilities, flags, loaded)
 
     def status(self) -> dict[str, Any]:
@@ -317,14 +317,6 @@ class Predictor:
         current = self._current
         return {
             "model": current.describe() if current else None,
-            "registry": {"uri": _redact_uri(self.settings.tracking_uri), **registry},
+            "registry": {"uri": redact_uri(self.settings.tracking_uri), **registry},
             "swaps": self.swaps,
         }
-
-
-def _redact_uri(uri: str) -> str:
-    """Return a URI without any user:password part."""
-    if "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri

@@ -2,6 +2,7 @@
 
 It uses the server's own model, inference thread and prediction log (source "ui"), and needs
 nothing from the internet: Gradio's analytics are off and the default theme's fonts are local.
+Gradio is the optional 'ui' extra: the API imports this module only when it is installed.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
+from toxiguard.data.readers import read_comments
 from toxiguard.errors import ToxiguardError
-from toxiguard.labels import LABELS, TEXT_COLUMN
+from toxiguard.labels import LABELS, SCORE_COLUMNS, TEXT_COLUMN
 from toxiguard.monitoring.dashboard import PANEL_TITLES, monitoring_panels
+from toxiguard.serving.batch_scoring import FLAGGED_COLUMN
+from toxiguard.serving.middleware import new_request_id
 from toxiguard.serving.predictor import PredictionResult
+from toxiguard.serving.state import ServingState
 from toxiguard.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-    from toxiguard.serving.api import ServingState
 
 # Written for this UI; not taken from any data set.
 EXAMPLES = [
@@ -84,8 +87,6 @@ def model_markdown(state: ServingState) -> str:
 
 def build_ui(state: ServingState) -> gr.Blocks:
     """Return the Gradio Blocks of the UI, wired to the server's state."""
-    from toxiguard.serving.middleware import new_request_id
-
     settings = state.settings
     downloads = settings.resolved_home / "serving" / "ui-downloads"
 
@@ -104,8 +105,6 @@ def build_ui(state: ServingState) -> gr.Blocks:
         if not path:
             raise gr.Error("Upload a CSV file first.")
         try:
-            from toxiguard.data.readers import read_comments
-
             frame = read_comments(path, text_column=(column or TEXT_COLUMN).strip())
         except ToxiguardError as error:
             raise gr.Error(str(error)) from error
@@ -179,9 +178,6 @@ def _score_frame(
     state: ServingState, frame: pd.DataFrame, column: str
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Return the frame with score and flagged columns, logging each chunk; and flagged shares."""
-    from toxiguard.serving.batch_scoring import FLAGGED_COLUMN, SCORE_PREFIX
-    from toxiguard.serving.middleware import new_request_id
-
     texts = frame[column].astype(str).tolist()
     request_id = new_request_id()
     step = state.settings.microbatch_max_texts
@@ -196,8 +192,8 @@ def _score_frame(
     )
     flags = np.vstack([p.flags for p in parts]) if parts else np.zeros((0, len(LABELS)), bool)
     scored = frame.copy()
-    for index, label in enumerate(LABELS):
-        scored[f"{SCORE_PREFIX}{label}"] = probabilities[:, index]
+    for index, score_column in enumerate(SCORE_COLUMNS):
+        scored[score_column] = probabilities[:, index]
     scored[FLAGGED_COLUMN] = [
         " ".join(label for label, hit in zip(LABELS, row, strict=True) if hit) for row in flags
     ]

@@ -15,10 +15,10 @@ from sklearn.metrics import (
     precision_recall_curve,
     precision_score,
     recall_score,
-    roc_auc_score,
 )
 
 from toxiguard.labels import LABELS
+from toxiguard.models.metrics import label_roc_aucs, mean_defined
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +62,6 @@ def tune_thresholds(y_true: npt.ArrayLike, y_prob: npt.ArrayLike) -> FloatArray:
     )
 
 
-def _mean(values: list[float | None]) -> float | None:
-    """Return the mean of the defined values, or None when there is none."""
-    defined = [v for v in values if v is not None]
-    return float(np.mean(defined)) if defined else None
-
-
 def evaluate(
     y_true: npt.ArrayLike, y_prob: npt.ArrayLike, thresholds: npt.ArrayLike
 ) -> dict[str, Any]:
@@ -82,14 +76,13 @@ def evaluate(
         "pr_auc is average precision; f1 uses threshold 0.5, f1_tuned the per-label thresholds",
     ]
     per_label: dict[str, dict[str, Any]] = {}
+    roc_aucs = label_roc_aucs(truth, prob)
     for j, label in enumerate(LABELS):
         y, p = truth[:, j], prob[:, j]
         positives = int(y.sum())
-        roc_auc: float | None = None
+        roc_auc = roc_aucs[label]
         pr_auc: float | None = None
-        if 0 < positives < len(y):
-            roc_auc = float(roc_auc_score(y, p))
-        else:
+        if roc_auc is None:
             kind = "no positive" if positives == 0 else "only positive"
             notes.append(f"{label}: {kind} rows, ROC-AUC undefined and left out of the mean")
         if positives > 0:
@@ -108,8 +101,8 @@ def evaluate(
         }
     return {
         "n_rows": int(truth.shape[0]),
-        "mean_roc_auc": _mean([m["roc_auc"] for m in per_label.values()]),
-        "mean_pr_auc": _mean([m["pr_auc"] for m in per_label.values()]),
+        "mean_roc_auc": mean_defined(roc_aucs),
+        "mean_pr_auc": mean_defined({label: m["pr_auc"] for label, m in per_label.items()}),
         "f1_micro": float(f1_score(truth, flags_default, average="micro", zero_division=0)),
         "f1_macro": float(f1_score(truth, flags_default, average="macro", zero_division=0)),
         "f1_micro_tuned": float(f1_score(truth, flags_tuned, average="micro", zero_division=0)),

@@ -1,4 +1,8 @@
-"""The training pipeline as plain functions: validate, split, fit, evaluate, register, promote."""
+"""The training pipeline as plain functions: validate, split, fit, evaluate, register, promote.
+
+`train_families` is the one loop over model families; each family goes through the steps of
+`TrainingSteps` (fit, evaluate, register, gate), which the Prefect flow replaces by its tasks.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +23,15 @@ from toxiguard.data.splits import Splits, save_splits, split_dataset
 from toxiguard.data.validation import Dataset, label_matrix, load_dataset, text_hashes
 from toxiguard.labels import TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
-from toxiguard.models.blend import BlendModel
+from toxiguard.models.blend import DEFAULT_MEMBERS, BlendModel
+from toxiguard.models.metrics import mean_roc_auc
+from toxiguard.models.package import ModelPackage
+from toxiguard.models.reference import build_reference
 from toxiguard.models.tfidf.linear import LinearTextModel
 from toxiguard.registry.client import configure_mlflow
 from toxiguard.registry.promotion import Comparison, PromotionDecision, gate_promotion
 from toxiguard.registry.runs import log_model_run
-from toxiguard.settings import Settings
+from toxiguard.settings import Settings, get_settings
 from toxiguard.training.evaluation import (
     evaluate,
     flat_metrics,
@@ -34,8 +41,6 @@ from toxiguard.training.evaluation import (
 )
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_FAMILIES: tuple[str, ...] = ("tfidf-lr", "nbsvm", "tfidf-svm", "complement-nb")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class Evaluation:
     validation: dict[str, Any]
     test: dict[str, Any]
     figures: dict[str, Figure]
+    thresholds: npt.NDArray[np.float64]
+    validation_probabilities: npt.NDArray[np.float64]
     test_probabilities: npt.NDArray[np.float64]
 
     @property
@@ -128,17 +135,45 @@ def blend_members(
     TF-IDF models by validation mean ROC-AUC (`tfidf-lr` when the job fitted none)."""
     tfidf = {name: model for name, model in fitted.items() if isinstance(model, LinearTextModel)}
     if not tfidf:
-        return ["transformer", "tfidf-lr"]
+        return list(DEFAULT_MEMBERS)
     texts, truth = texts_of(splits.validation), label_matrix(splits.validation)
 
     def validation_auc(name: str) -> float:
-        model = tfidf[name]
-        report = evaluate(truth, model.predict_proba(texts), model.thresholds)
-        return float(report["mean_roc_auc"] or 0.0)
+        return mean_roc_auc(truth, tfidf[name].predict_proba(texts)) or 0.0
 
     best = sorted(sorted(tfidf), key=validation_auc, reverse=True)[:tfidf_members]
     logger.info("blend: members transformer and %s (best TF-IDF on validation)", ", ".join(best))
     return ["transformer", *best]
+
+
+def model_defaults(settings: Settings) -> dict[str, Any]:
+    """Return the values every family that takes them gets from the settings (seed, threads)."""
+    return {"seed": settings.seed, "onnx_threads": settings.onnx_threads}
+
+
+def _blend_with_fitted(
+    params: dict[str, Any],
+    splits: Splits,
+    fitted: Mapping[str, ToxicityModel],
+    tfidf_members: int,
+    common: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Return a blend's params whose members of this job are passed in fitted (`prefit`)."""
+    if "estimators" in params:
+        return params
+    members = list(params.pop("members", None) or blend_members(fitted, splits, tfidf_members))
+    member_params: Mapping[str, Mapping[str, Any]] = params.pop("member_params", None) or {}
+    params["estimators"] = [
+        (
+            name,
+            fitted[name]
+            if name in fitted
+            else create_model(name, common, **member_params.get(name, {})),
+        )
+        for name in members
+    ]
+    params["prefit"] = [name for name in members if name in fitted]
+    return params
 
 
 def fit_model(
@@ -147,19 +182,19 @@ def fit_model(
     params: Mapping[str, Any] | None = None,
     fitted: Mapping[str, ToxicityModel] | None = None,
     blend_tfidf_members: int = 3,
+    common: Mapping[str, Any] | None = None,
 ) -> tuple[ToxicityModel, float]:
     """Return a model of `family` fitted on the training split, and the seconds it took.
 
-    A blend reuses the members in `fitted` (models of this job, fitted on the same split) and,
-    unless its params name members, takes the transformer and the best `blend_tfidf_members`
-    TF-IDF models among them.
+    `common` gives the values families take from the settings (`model_defaults`). A blend
+    reuses the members in `fitted` (models of this job, fitted on the same split) and, unless
+    its params name members, takes the transformer and the best `blend_tfidf_members` TF-IDF
+    models among them.
     """
     params = dict(params or {})
-    if family == BlendModel.family and "members" not in params and fitted:
-        params["members"] = blend_members(fitted, splits, blend_tfidf_members)
-    model = create_model(family, **params)
-    if isinstance(model, BlendModel) and fitted:
-        model.use_fitted(fitted)
+    if family == BlendModel.family and fitted:
+        params = _blend_with_fitted(params, splits, fitted, blend_tfidf_members, common or {})
+    model = create_model(family, common, **params)
     started = time.perf_counter()
     model.fit(
         texts_of(splits.train),
@@ -170,29 +205,52 @@ def fit_model(
 
 
 def evaluate_model(model: ToxicityModel, splits: Splits, title: str) -> Evaluation:
-    """Tune the model's thresholds on validation (in place); return reports and test plots."""
+    """Return reports and test plots of a fitted model, with thresholds tuned on validation."""
     y_val = label_matrix(splits.validation)
-    p_val = model.predict_proba(texts_of(splits.validation))
-    model.thresholds = tune_thresholds(y_val, p_val)
+    p_val = np.asarray(model.predict_proba(texts_of(splits.validation)), dtype=np.float64)
+    thresholds = tune_thresholds(y_val, p_val)
     y_test = label_matrix(splits.test)
     p_test = model.predict_proba(texts_of(splits.test))
-    test_report = evaluate(y_test, p_test, model.thresholds)
+    test_report = evaluate(y_test, p_test, thresholds)
     return Evaluation(
-        validation=evaluate(y_val, p_val, model.thresholds),
+        validation=evaluate(y_val, p_val, thresholds),
         test=test_report,
         figures={
             "pr_curves_test.png": plot_pr_curves(
-                y_test, p_test, model.thresholds, f"{title}: precision-recall on test"
+                y_test, p_test, thresholds, f"{title}: precision-recall on test"
             ),
             "f1_per_label_test.png": plot_f1_bars(test_report, f"{title}: F1 on test"),
         },
+        thresholds=np.asarray(thresholds, dtype=np.float64),
+        validation_probabilities=p_val,
         test_probabilities=np.asarray(p_test, dtype=np.float64),
     )
 
 
+def package_model(
+    model: ToxicityModel, result: Evaluation, prepared: PreparedData, settings: Settings
+) -> ModelPackage:
+    """Return the package to register: the model, its tuned thresholds, its monitoring
+    reference (from validation comments) and the hashes of the comments it was fitted and
+    tuned on."""
+    splits = prepared.splits
+    train_texts, validation_texts = texts_of(splits.train), texts_of(splits.validation)
+    reference = build_reference(
+        validation_texts,
+        result.validation_probabilities,
+        result.thresholds,
+        train_texts,
+        rows=settings.reference_rows,
+        vocabulary_size=settings.vocabulary_size,
+        seed=settings.seed,
+    )
+    seen = text_hashes(train_texts + validation_texts)
+    return ModelPackage(model, result.thresholds, reference, seen)
+
+
 def head_to_head(
     splits: Splits, result: Evaluation, min_rows: int
-) -> Callable[[ToxicityModel], Comparison]:
+) -> Callable[[ModelPackage], Comparison]:
     """Return the gate's comparison of this job's new model with a champion.
 
     Both are scored (mean ROC-AUC) on the test comments the champion was neither trained nor
@@ -201,7 +259,7 @@ def head_to_head(
     texts = texts_of(splits.test)
     y_test = label_matrix(splits.test)
 
-    def compare(champion: ToxicityModel) -> Comparison:
+    def compare(champion: ModelPackage) -> Comparison:
         unseen = np.ones(len(texts), dtype=bool)
         if champion.seen_texts is not None:
             unseen = ~np.isin(text_hashes(texts), champion.seen_texts)
@@ -244,16 +302,10 @@ def register_model(
     settings: Settings,
     params: Mapping[str, Any] | None = None,
 ) -> tuple[str, int]:
-    """Log the model, its reports and plots to MLflow and register it; return (run id, version)."""
-    from toxiguard.monitoring.reference import reference_for_settings
-
+    """Log the model's package, reports and plots to MLflow and register it; return (run id,
+    version)."""
     splits = prepared.splits
-    if model.seen_texts is None:
-        model.seen_texts = text_hashes(texts_of(splits.train) + texts_of(splits.validation))
-    if model.reference is None:
-        model.reference = reference_for_settings(
-            model, texts_of(splits.validation), texts_of(splits.train), settings
-        )
+    package = package_model(model, result, prepared, settings)
     metrics = {
         **flat_metrics(result.validation, "val"),
         **flat_metrics(result.test, "test"),
@@ -262,7 +314,7 @@ def register_model(
     }
     run_params = {
         "family": family,
-        **model.params,
+        **model.json_params(),
         **dict(params or {}),
         "seed": settings.seed,
         "validation_size": settings.validation_size,
@@ -273,7 +325,7 @@ def register_model(
         "splits_fingerprint": splits.fingerprint,
     }
     return log_model_run(
-        model,
+        package,
         settings=settings,
         run_name=family,
         params=run_params,
@@ -296,29 +348,78 @@ def family_run(family: str, settings: Settings) -> Iterator[None]:
         yield
 
 
+def fit_step(
+    family: str,
+    prepared: PreparedData,
+    params: Mapping[str, Any] | None,
+    fitted: Mapping[str, ToxicityModel],
+    settings: Settings,
+) -> tuple[ToxicityModel, float]:
+    """Return `fit_model` of a family with the settings' values (the default fit step)."""
+    return fit_model(
+        family,
+        prepared.splits,
+        params,
+        fitted,
+        settings.blend_tfidf_members,
+        model_defaults(settings),
+    )
+
+
+def evaluate_step(family: str, model: ToxicityModel, prepared: PreparedData) -> Evaluation:
+    """Return `evaluate_model` of a fitted model (the default evaluate step)."""
+    return evaluate_model(model, prepared.splits, family)
+
+
+def gate_step(
+    family: str, version: int, result: Evaluation, prepared: PreparedData, settings: Settings
+) -> PromotionDecision:
+    """Return `gate_model` of a registered version (the default gate step)."""
+    return gate_model(version, result, prepared, settings)
+
+
+@dataclass(frozen=True)
+class TrainingSteps:
+    """The steps one family goes through, each called with the family name first.
+
+    The defaults are the plain functions above; the Prefect flow passes its tasks instead.
+    """
+
+    fit: Callable[
+        [str, PreparedData, Mapping[str, Any] | None, Mapping[str, ToxicityModel], Settings],
+        tuple[ToxicityModel, float],
+    ] = fit_step
+    evaluate: Callable[[str, ToxicityModel, PreparedData], Evaluation] = evaluate_step
+    register: Callable[
+        [str, ToxicityModel, float, Evaluation, PreparedData, Settings, Mapping[str, Any] | None],
+        tuple[str, int],
+    ] = register_model
+    gate: Callable[[str, int, Evaluation, PreparedData, Settings], PromotionDecision] = gate_step
+
+
 def train_family(
     family: str,
     prepared: PreparedData,
     settings: Settings,
     params: Mapping[str, Any] | None = None,
     fitted: dict[str, ToxicityModel] | None = None,
+    steps: TrainingSteps | None = None,
 ) -> ModelResult:
     """Fit, evaluate, register and gate one model family; return what happened.
 
     When `fitted` is given, the fitted model is added to it for later blends of the same job.
     """
+    steps = steps or TrainingSteps()
     logger.info("training %s on %d rows", family, len(prepared.splits.train))
     with family_run(family, settings):
-        model, fit_seconds = fit_model(
-            family, prepared.splits, params, fitted, settings.blend_tfidf_members
-        )
+        model, fit_seconds = steps.fit(family, prepared, params, fitted or {}, settings)
         if fitted is not None:
             fitted[family] = model
-        result = evaluate_model(model, prepared.splits, family)
-        run_id, version = register_model(
+        result = steps.evaluate(family, model, prepared)
+        run_id, version = steps.register(
             family, model, fit_seconds, result, prepared, settings, params
         )
-    decision = gate_model(version, result, prepared, settings)
+    decision = steps.gate(family, version, result, prepared, settings)
     logger.info("%s: version %d, %s", family, version, decision.reason)
     return ModelResult(family, run_id, version, fit_seconds, result, decision)
 
@@ -328,21 +429,19 @@ def training_order(families: Sequence[str]) -> list[str]:
     return sorted(families, key=lambda family: family == BlendModel.family)
 
 
-def run_training(
-    data_path: str | Path,
-    families: Sequence[str] = DEFAULT_FAMILIES,
-    settings: Settings | None = None,
+def train_families(
+    prepared: PreparedData,
+    settings: Settings,
+    families: Sequence[str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    steps: TrainingSteps | None = None,
 ) -> TrainingResult:
-    """Run the whole job for each family in turn; return every model's result."""
-    from toxiguard.settings import get_settings
-
-    settings = settings or get_settings()
-    prepared = prepare_data(data_path, settings)
+    """Train each family (default: the settings' `training_models`) in training order; return
+    every model's result."""
     fitted: dict[str, ToxicityModel] = {}
     results = [
-        train_family(family, prepared, settings, (params or {}).get(family), fitted)
-        for family in training_order(families)
+        train_family(family, prepared, settings, (params or {}).get(family), fitted, steps)
+        for family in training_order(families or settings.training_models)
     ]
     return TrainingResult(
         source=prepared.dataset.source,
@@ -353,18 +452,33 @@ def run_training(
     )
 
 
+def run_training(
+    data_path: str | Path,
+    families: Sequence[str] | None = None,
+    settings: Settings | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> TrainingResult:
+    """Run the whole job for each family (default: the settings' `training_models`); return
+    every model's result."""
+    settings = settings or get_settings()
+    return train_families(prepare_data(data_path, settings), settings, families, params)
+
+
 __all__ = [
-    "DEFAULT_FAMILIES",
     "Evaluation",
     "ModelResult",
     "PreparedData",
     "TrainingResult",
+    "TrainingSteps",
     "evaluate_model",
     "fit_model",
     "gate_model",
     "head_to_head",
+    "model_defaults",
+    "package_model",
     "prepare_data",
     "register_model",
     "run_training",
+    "train_families",
     "train_family",
 ]

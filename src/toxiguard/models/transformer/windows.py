@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import expit
 
 Aggregation = Literal["max", "mean"]
 IntArray = npt.NDArray[np.int64]
@@ -78,7 +79,8 @@ def tokenizer_file_encoder(path: Path) -> Encoder:
     It needs only the `tokenizers` library, so a served model does not import PyTorch or
     transformers just to split text into token ids.
     """
-    from tokenizers import Tokenizer
+    # Optional (the 'transformer' extra): only transformer models tokenize.
+    from tokenizers import Tokenizer  # noqa: PLC0415
 
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_truncation()
@@ -190,13 +192,6 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[IntArray
     return input_ids, mask
 
 
-def sigmoid(logits: npt.NDArray[np.floating[Any]]) -> FloatArray:
-    """Return the logistic function of `logits`, in float64."""
-    values = np.asarray(logits, dtype=np.float64)
-    result: FloatArray = 0.5 * (1.0 + np.tanh(0.5 * values))
-    return result
-
-
 def score_windows(
     windows: Windows, scorer: BatchScorer, *, batch_size: int, pad_id: int, how: Aggregation
 ) -> FloatArray:
@@ -207,7 +202,7 @@ def score_windows(
     probabilities: FloatArray | None = None
     for batch in sorted_batches(lengths, batch_size):
         input_ids, mask = pad_batch([windows.ids[i] for i in batch], pad_id)
-        probs = sigmoid(scorer(input_ids, mask))
+        probs = expit(np.asarray(scorer(input_ids, mask), dtype=np.float64))
         if probabilities is None:
             probabilities = np.empty((len(lengths), probs.shape[1]))
         probabilities[batch] = probs

@@ -1,11 +1,13 @@
-"""The local stack's process control: the Procfile's contract, port checks, and `stack down`."""
+"""The local stack's process control: the Procfile's contract, port checks, and `stack down`.
+
+Integration tests: they start real processes (honcho, `sleep`, a stand-in process group).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 from honcho.environ import parse_procfile
 
+from tests.processes import kill_marked, stop_process
 from toxiguard.orchestration import stack as stack_module
 from toxiguard.orchestration.processes import MARKER_VARIABLE, marked_processes
 from toxiguard.orchestration.stack import (
@@ -29,6 +32,8 @@ from toxiguard.orchestration.stack import (
     stack_up,
 )
 from toxiguard.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 
 def test_procfile_runs_every_service_with_variables_the_stack_sets(settings: Settings) -> None:
@@ -97,9 +102,8 @@ def fake_stack(settings: Settings) -> Iterator[tuple[int, str]]:
     try:
         yield process.pid, marker
     finally:
-        for pid in marked_processes(marker):
-            os.kill(pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        kill_marked(marker)
+        stop_process(process, timeout=10)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="the marker sweep reads /proc (Linux)")

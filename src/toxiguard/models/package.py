@@ -1,0 +1,103 @@
+"""The model package: what a registered model is, the estimator and what travels with it.
+
+Besides the fitted estimator a package holds the per-label decision thresholds (tuned on the
+validation split), the monitoring reference and the hashes of the comments the model was fitted
+and tuned on (`data.validation.text_hashes`: the promotion gate compares a later model with
+this one on test comments neither has seen). `save` writes all of it into one directory, the
+registry's model artifact.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from toxiguard.errors import ModelNotFoundError
+from toxiguard.labels import LABELS
+from toxiguard.models import load_model
+from toxiguard.models.base import META_FILE, FloatArray, ToxicityModel
+from toxiguard.models.reference import REFERENCE_DIR, REFERENCE_FILE, MonitoringReference
+
+PACKAGE_FILE: Final = "toxiguard_package.json"
+SEEN_TEXTS_FILE: Final = "seen_texts.npy"
+
+
+def default_thresholds() -> FloatArray:
+    """Return the untuned thresholds: 0.5 for every label."""
+    return np.full(len(LABELS), 0.5)
+
+
+@dataclass
+class ModelPackage:
+    """A fitted model, its per-label thresholds, monitoring reference and seen-text hashes."""
+
+    model: ToxicityModel
+    thresholds: FloatArray = field(default_factory=default_thresholds)
+    reference: MonitoringReference | None = None
+    seen_texts: npt.NDArray[np.uint64] | None = None
+
+    def __post_init__(self) -> None:
+        """Check that there is one threshold per label."""
+        self.thresholds = np.asarray(self.thresholds, dtype=np.float64)
+        if self.thresholds.shape != (len(LABELS),):
+            raise ValueError(f"expected {len(LABELS)} thresholds, got {self.thresholds.shape}")
+
+    @property
+    def family(self) -> str:
+        """Return the model's family."""
+        return self.model.family
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Return the labels, in the columns' order."""
+        return self.model.labels
+
+    def predict_proba(self, texts: Sequence[str]) -> FloatArray:
+        """Return the model's (n, 6) probabilities in label order."""
+        return self.model.predict_proba(texts)
+
+    def predict_flags(self, texts: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """Return an (n, 6) boolean array: probability at or above each label's threshold."""
+        return np.asarray(self.predict_proba(texts) >= self.thresholds)
+
+    def save(self, directory: str | Path) -> Path:
+        """Save the model and all it carries into `directory` (created if needed); return it."""
+        path = self.model.save(directory)
+        meta: dict[str, Any] = {
+            "labels": list(self.labels),
+            "thresholds": [float(t) for t in self.thresholds],
+        }
+        (path / PACKAGE_FILE).write_text(json.dumps(meta, indent=2))
+        if self.reference is not None:
+            self.reference.save(path)
+        if self.seen_texts is not None:
+            np.save(path / SEEN_TEXTS_FILE, self.seen_texts)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ModelPackage:
+        """Return the package saved in `directory`.
+
+        Directories saved before packages existed hold the labels and thresholds in the
+        model's own meta file; they load the same way.
+        """
+        path = Path(directory)
+        model = load_model(path)
+        meta_path = path / PACKAGE_FILE if (path / PACKAGE_FILE).is_file() else path / META_FILE
+        meta = json.loads(meta_path.read_text())
+        labels = tuple(meta.get("labels", LABELS))
+        if labels != LABELS:
+            raise ModelNotFoundError(f"{path}: saved for labels {list(labels)}, not {list(LABELS)}")
+        thresholds = np.asarray(meta.get("thresholds", default_thresholds()), dtype=np.float64)
+        reference = None
+        if (path / REFERENCE_DIR / REFERENCE_FILE).is_file():
+            reference = MonitoringReference.load(path)
+        seen = path / SEEN_TEXTS_FILE
+        seen_texts = np.load(seen) if seen.is_file() else None
+        return cls(model, thresholds, reference, seen_texts)
