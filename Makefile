@@ -32,10 +32,11 @@ test: setup  ## run every test (unit, integration, end to end)
 test-fast: setup  ## run only the unit tests
 	$(BIN)/pytest tests/unit
 
-lint: setup  ## ruff (lint and format check) and mypy
+lint: setup  ## ruff (lint and format check), mypy, and the import-linter layers contract
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: setup  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -400,7 +400,7 @@ def test_drift_alert_retrains_on_data_plus_feedback_and_the_gate_decides(
     ]
     store_feedback(engine, items, source="import")
 
-    outcome = run_monitoring(settings, now=now + timedelta(seconds=1))
+    outcome = run_monitoring(settings, now=now + timedelta(seconds=1), retrainer=retrain)
     assert DRIFT_RULE in {alert.rule for alert in outcome.alerts}
     retraining = outcome.retraining
     assert retraining is not None and "error" not in retraining, retraining

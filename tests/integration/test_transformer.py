@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from toxiguard.labels import LABELS, TEXT_COLUMN
-from toxiguard.models import create_model
+from toxiguard.models import create_model, load_model
 from toxiguard.models.transformer.model import ONNX_FILES, TransformerModel
 from toxiguard.models.transformer.onnx import roc_auc_metrics
 from toxiguard.models.transformer.windows import Windows, head_windows
@@ -105,7 +105,7 @@ def test_beats_a_constant_predictor_on_held_out_rows(
     # A constant predictor scores 0.5 on every label.
     assert metrics["mean_roc_auc"] > 0.75, metrics
     assert metrics["roc_auc_toxic"] > 0.8, metrics
-    assert fitted.history[0]["train_samples"] == 400
+    assert fitted.history_[0]["train_samples"] == 400
 
 
 def test_int8_onnx_matches_pytorch(
@@ -363,5 +363,5 @@ def test_two_process_ddp_training_on_cpu_with_gloo(tmp_path: Path) -> None:
     initial_checksum = float(sum(float(v.double().sum()) for v in initial.state_dict().values()))
     assert ranks[0]["checksum"] != pytest.approx(initial_checksum, rel=1e-9)  # it did train
 
-    model = TransformerModel.load(out / "model")
+    model = load_model(out / "model")
     assert model.predict_proba(["thanks for the edit", "you are a stupid idiot"]).shape == (2, 6)
