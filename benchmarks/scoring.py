@@ -90,6 +90,7 @@ def main() -> None:
     from toxiguard.data.validation import label_matrix, load_dataset
     from toxiguard.labels import TEXT_COLUMN
     from toxiguard.models import create_model
+    from toxiguard.models.package import ModelPackage
 
     frame = load_dataset(SHARED_TRAIN).frame
     train = frame.sample(n=20_000, random_state=0)
@@ -99,7 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         model_dir = work / "model"
-        model.save(model_dir)
+        ModelPackage(model).save(model_dir)
         source = work / "comments.csv"
         size = write_input(frame.loc[:, ["id", TEXT_COLUMN]], options.rows, source)
         print(f"input: {options.rows:,} rows, {size / 2**20:,.0f} MiB; load {load()}")

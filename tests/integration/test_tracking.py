@@ -26,7 +26,12 @@ from toxiguard.errors import ModelNotFoundError, RegistryError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models import create_model
 from toxiguard.models.package import ModelPackage
-from toxiguard.registry.client import configure_mlflow, load_toxicity_model, resolve_model_uri
+from toxiguard.registry.client import (
+    LEGACY_WRAPPER_MODULE,
+    configure_mlflow,
+    load_toxicity_model,
+    resolve_model_uri,
+)
 from toxiguard.registry.promotion import (
     Comparison,
     champion_history,
@@ -413,6 +418,28 @@ def test_registered_model_loads_in_a_fresh_process_with_no_other_files(
     np.testing.assert_allclose(from_list, expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose(from_frame, expected, rtol=0, atol=1e-12)
     assert list(empty.iterdir()) == []
+
+
+def test_a_version_logged_by_the_earlier_layout_still_loads(
+    backend: Settings, fitted: Fitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Versions logged before the package layout name `toxiguard.tracking` in their model code:
+    # a registry full of them must keep serving after an upgrade.
+    from toxiguard.registry import runs
+
+    legacy_code = runs._MODEL_CODE.replace("toxiguard.registry.pyfunc", LEGACY_WRAPPER_MODULE)
+    assert LEGACY_WRAPPER_MODULE in legacy_code
+    monkeypatch.setattr(runs, "_MODEL_CODE", legacy_code)
+    _, version = _log(fitted.strong, backend, fitted)
+    uri = f"models:/{backend.registered_model_name}/{version}"
+    with pytest.raises(ModuleNotFoundError, match=r"toxiguard\.tracking"):
+        mlflow.pyfunc.load_model(uri)  # what loading it as the code says would do
+    package, info = load_toxicity_model(uri, backend)
+    assert info["version"] == version and info["family"] == FAMILY
+    np.testing.assert_allclose(
+        package.predict_proba(PROBE_TEXTS), fitted.strong.predict_proba(PROBE_TEXTS), atol=1e-12
+    )
+    np.testing.assert_array_equal(package.thresholds, fitted.strong.thresholds)
 
 
 def test_missing_models_and_registries_give_clear_errors(

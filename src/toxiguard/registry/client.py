@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from toxiguard.errors import ModelNotFoundError, RegistryError
 from toxiguard.models.package import ModelPackage
-from toxiguard.registry.pyfunc import ToxiguardPyfunc
+from toxiguard.registry.pyfunc import ARTIFACT_NAME, ToxiguardPyfunc
 from toxiguard.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Where versions logged before the package layout import their pyfunc wrapper from.
+LEGACY_WRAPPER_MODULE = "toxiguard.tracking"
 _SERVER_SCHEMES = {"http", "https", "databricks", "databricks-uc"}
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 _VERSION_REF = re.compile(r"[vV]?(\d+)")
@@ -156,15 +158,13 @@ def load_toxicity_model(uri: str, settings: Settings) -> tuple[ModelPackage, dic
     # make the model and its description disagree.
     load_uri = uri if version is None else f"models:/{version.name}/{version.version}"
     try:
-        wrapper = mlflow.pyfunc.load_model(load_uri).unwrap_python_model()
+        package = _load_package(load_uri, uri)
     except MlflowException as error:
         if is_not_found(error):
             raise ModelNotFoundError(f"no model at {uri}: {error.message}") from error
         raise registry_error(settings, error) from error
     except OSError as error:
         raise ModelNotFoundError(f"no model at {uri}: {error}") from error
-    if not isinstance(wrapper, ToxiguardPyfunc):
-        raise ModelNotFoundError(f"{uri} is not a toxiguard model ({type(wrapper).__name__})")
     run_id = version.run_id if version is not None else _run_id_from_uri(uri)
     metrics: dict[str, float] = {}
     if run_id:
@@ -178,11 +178,31 @@ def load_toxicity_model(uri: str, settings: Settings) -> tuple[ModelPackage, dic
         "version": int(version.version) if version is not None else None,
         "aliases": sorted(version.aliases) if version is not None else [],
         "run_id": run_id,
-        "family": wrapper.package.family,
-        "thresholds": [float(t) for t in wrapper.package.thresholds],
+        "family": package.family,
+        "thresholds": [float(t) for t in package.thresholds],
         "metrics": metrics,
     }
-    return wrapper.package, info
+    return package, info
+
+
+def _load_package(load_uri: str, uri: str) -> ModelPackage:
+    """Return the package of a logged toxiguard pyfunc model.
+
+    A version logged before the code moved to packages by stage names its wrapper as
+    `toxiguard.tracking.ToxiguardPyfunc` in its model code; such a version is loaded from its
+    artifact folder, the same files the wrapper would have read.
+    """
+    try:
+        wrapper = mlflow.pyfunc.load_model(load_uri).unwrap_python_model()
+    except ModuleNotFoundError as error:
+        if error.name != LEGACY_WRAPPER_MODULE:
+            raise
+        logger.info("%s was logged by an earlier toxiguard layout: loading its artifacts", uri)
+        folder = Path(mlflow.artifacts.download_artifacts(load_uri))
+        return ModelPackage.load(folder / "artifacts" / ARTIFACT_NAME)
+    if not isinstance(wrapper, ToxiguardPyfunc):
+        raise ModelNotFoundError(f"{uri} is not a toxiguard model ({type(wrapper).__name__})")
+    return wrapper.package
 
 
 def _run_id_from_uri(uri: str) -> str | None:
