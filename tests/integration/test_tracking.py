@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tests.processes import free_port
@@ -425,14 +426,17 @@ def test_a_version_logged_by_the_earlier_layout_still_loads(
 ) -> None:
     # Versions logged before the package layout name `toxiguard.tracking` in their model code:
     # a registry full of them must keep serving after an upgrade.
-    from toxiguard.registry import runs
+    from toxiguard.registry import pyfunc, runs
 
     legacy_code = runs._MODEL_CODE.replace("toxiguard.registry.pyfunc", LEGACY_WRAPPER_MODULE)
     assert LEGACY_WRAPPER_MODULE in legacy_code
-    monkeypatch.setattr(runs, "_MODEL_CODE", legacy_code)
-    _, version = _log(fitted.strong, backend, fitted)
+    with monkeypatch.context() as earlier_layout:
+        # Logging runs the model code once: while logging, the old module name exists again.
+        earlier_layout.setattr(runs, "_MODEL_CODE", legacy_code)
+        earlier_layout.setitem(sys.modules, LEGACY_WRAPPER_MODULE, pyfunc)
+        _, version = _log(fitted.strong, backend, fitted)
     uri = f"models:/{backend.registered_model_name}/{version}"
-    with pytest.raises(ModuleNotFoundError, match=r"toxiguard\.tracking"):
+    with pytest.raises(MlflowException, match=r"No module named 'toxiguard\.tracking'"):
         mlflow.pyfunc.load_model(uri)  # what loading it as the code says would do
     package, info = load_toxicity_model(uri, backend)
     assert info["version"] == version and info["family"] == FAMILY

@@ -134,7 +134,7 @@ def test_a_jobs_blend_takes_the_transformer_and_its_best_tfidf_model() -> None:
     from toxiguard.data.demo import make_demo_corpus
     from toxiguard.data.splits import split_dataset
     from toxiguard.data.validation import label_matrix
-    from toxiguard.training.pipeline import blend_members, fit_model, texts_of
+    from toxiguard.training.steps import blend_members, fit_model, texts_of
 
     splits = split_dataset(
         make_demo_corpus(900, seed=5), seed=0, validation_size=0.2, test_size=0.1

@@ -28,17 +28,15 @@ from toxiguard.monitoring.summary import prediction_log_summary
 from toxiguard.orchestration.retraining import start_retraining
 from toxiguard.registry.promotion import PromotionDecision
 from toxiguard.settings import Settings, get_settings
-from toxiguard.training.pipeline import (
+from toxiguard.training.pipeline import TrainingResult, TrainingSteps, train_families
+from toxiguard.training.steps import (
     Evaluation,
     PreparedData,
-    TrainingResult,
-    TrainingSteps,
     evaluate_step,
     fit_step,
     gate_step,
     prepare_data,
     register_model,
-    train_families,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,7 +74,7 @@ def prepare_task(data: str, settings: Settings) -> PreparedData:
     return prepare_data(data, settings)
 
 
-@task(name="fit", cache_policy=NO_CACHE, persist_result=False)
+@task(name="fit", task_run_name="fit-{family}", cache_policy=NO_CACHE, persist_result=False)
 def fit_task(
     family: str,
     prepared: PreparedData,
@@ -88,7 +86,9 @@ def fit_task(
     return fit_step(family, prepared, params, fitted, settings)
 
 
-@task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="evaluate", task_run_name="evaluate-{family}", cache_policy=NO_CACHE, persist_result=False
+)
 def evaluate_task(family: str, model: ToxicityModel, prepared: PreparedData) -> Evaluation:
     """Return the model's validation and test reports, with thresholds tuned on validation."""
     return evaluate_step(family, model, prepared)
@@ -96,6 +96,7 @@ def evaluate_task(family: str, model: ToxicityModel, prepared: PreparedData) -> 
 
 @task(
     name="register",
+    task_run_name="register-{family}",
     cache_policy=NO_CACHE,
     persist_result=False,
     retries=REGISTRY_RETRIES,
@@ -117,6 +118,7 @@ def register_task(
 
 @task(
     name="gate-promotion",
+    task_run_name="gate-{family}-v{version}",
     cache_policy=NO_CACHE,
     persist_result=False,
     retries=REGISTRY_RETRIES,
@@ -134,47 +136,10 @@ def gate_task(
     return gate_step(family, version, result, prepared, settings)
 
 
-def _fit(
-    family: str,
-    prepared: PreparedData,
-    params: Mapping[str, Any] | None,
-    fitted: Mapping[str, ToxicityModel],
-    settings: Settings,
-) -> tuple[ToxicityModel, float]:
-    """Return `fit_task`'s result, the task run named after the family."""
-    named = fit_task.with_options(task_run_name=f"fit-{family}")
-    return named(family, prepared, params, fitted, settings)
-
-
-def _evaluate(family: str, model: ToxicityModel, prepared: PreparedData) -> Evaluation:
-    """Return `evaluate_task`'s result, the task run named after the family."""
-    return evaluate_task.with_options(task_run_name=f"evaluate-{family}")(family, model, prepared)
-
-
-def _register(
-    family: str,
-    model: ToxicityModel,
-    fit_seconds: float,
-    result: Evaluation,
-    prepared: PreparedData,
-    settings: Settings,
-    params: Mapping[str, Any] | None,
-) -> tuple[str, int]:
-    """Return `register_task`'s result, the task run named after the family."""
-    named = register_task.with_options(task_run_name=f"register-{family}")
-    return named(family, model, fit_seconds, result, prepared, settings, params)
-
-
-def _gate(
-    family: str, version: int, result: Evaluation, prepared: PreparedData, settings: Settings
-) -> PromotionDecision:
-    """Return `gate_task`'s result, the task run named after the family and version."""
-    named = gate_task.with_options(task_run_name=f"gate-{family}-v{version}")
-    return named(family, version, result, prepared, settings)
-
-
 #: The pipeline's steps as Prefect tasks: the flow runs the pipeline's own loop with them.
-TASK_STEPS = TrainingSteps(fit=_fit, evaluate=_evaluate, register=_register, gate=_gate)
+TASK_STEPS = TrainingSteps(
+    fit=fit_task, evaluate=evaluate_task, register=register_task, gate=gate_task
+)
 
 
 def training_markdown(result: TrainingResult) -> str:

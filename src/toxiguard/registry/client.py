@@ -194,8 +194,8 @@ def _load_package(load_uri: str, uri: str) -> ModelPackage:
     """
     try:
         wrapper = mlflow.pyfunc.load_model(load_uri).unwrap_python_model()
-    except ModuleNotFoundError as error:
-        if error.name != LEGACY_WRAPPER_MODULE:
+    except (MlflowException, ModuleNotFoundError) as error:
+        if not _names_legacy_wrapper(error):
             raise
         logger.info("%s was logged by an earlier toxiguard layout: loading its artifacts", uri)
         folder = Path(mlflow.artifacts.download_artifacts(load_uri))
@@ -203,6 +203,20 @@ def _load_package(load_uri: str, uri: str) -> ModelPackage:
     if not isinstance(wrapper, ToxiguardPyfunc):
         raise ModelNotFoundError(f"{uri} is not a toxiguard model ({type(wrapper).__name__})")
     return wrapper.package
+
+
+def _names_legacy_wrapper(error: BaseException) -> bool:
+    """Return True when an import of the earlier layout's wrapper module caused `error`.
+
+    MLflow reports a model code file that fails to import as an MlflowException raised from
+    the ModuleNotFoundError, so the chain of causes is searched.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ModuleNotFoundError) and cause.name == LEGACY_WRAPPER_MODULE:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return f"No module named '{LEGACY_WRAPPER_MODULE}'" in str(error)
 
 
 def _run_id_from_uri(uri: str) -> str | None:

@@ -38,16 +38,15 @@ class Scorer(Protocol):
 
 
 def with_scores(
-    frame: pd.DataFrame, probabilities: npt.NDArray[np.float64], thresholds: npt.ArrayLike
+    frame: pd.DataFrame, probabilities: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
 ) -> pd.DataFrame:
     """Return a copy of `frame` with a `score_<label>` column per label and a `flagged` column.
 
-    `flagged` names the labels at or above their threshold, space-separated ('' for none).
+    `flagged` names the labels whose flag is set, space-separated ('' for none).
     """
     scored = frame.copy()
     for index, column in enumerate(SCORE_COLUMNS):
         scored[column] = probabilities[:, index]
-    flags = probabilities >= np.asarray(thresholds, dtype=np.float64)
     scored[FLAGGED_COLUMN] = [
         " ".join(label for label, hit in zip(LABELS, row, strict=True) if hit) for row in flags
     ]
@@ -57,8 +56,10 @@ def with_scores(
 def score_frame(model: Scorer, frame: pd.DataFrame, text_column: str = TEXT_COLUMN) -> pd.DataFrame:
     """Return a copy of `frame` scored by `model` (see `with_scores`)."""
     texts = frame[text_column].astype(str).tolist()
-    probabilities = model.predict_proba(texts) if texts else np.zeros((0, len(LABELS)))
-    return with_scores(frame, np.asarray(probabilities, dtype=np.float64), model.thresholds)
+    probabilities = np.asarray(
+        model.predict_proba(texts) if texts else np.zeros((0, len(LABELS))), dtype=np.float64
+    )
+    return with_scores(frame, probabilities, probabilities >= model.thresholds)
 
 
 def score_file(

@@ -19,9 +19,9 @@ import pandas as pd
 
 from toxiguard.data.readers import read_comments
 from toxiguard.errors import ToxiguardError
-from toxiguard.labels import LABELS, SCORE_COLUMNS, TEXT_COLUMN
+from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.monitoring.dashboard import PANEL_TITLES, monitoring_panels
-from toxiguard.serving.batch_scoring import FLAGGED_COLUMN
+from toxiguard.serving.batch_scoring import with_scores
 from toxiguard.serving.middleware import new_request_id
 from toxiguard.serving.predictor import PredictionResult
 from toxiguard.serving.state import ServingState
@@ -191,12 +191,7 @@ def _score_frame(
         np.vstack([p.probabilities for p in parts]) if parts else np.zeros((0, len(LABELS)))
     )
     flags = np.vstack([p.flags for p in parts]) if parts else np.zeros((0, len(LABELS)), bool)
-    scored = frame.copy()
-    for index, score_column in enumerate(SCORE_COLUMNS):
-        scored[score_column] = probabilities[:, index]
-    scored[FLAGGED_COLUMN] = [
-        " ".join(label for label, hit in zip(LABELS, row, strict=True) if hit) for row in flags
-    ]
+    scored = with_scores(frame, probabilities, flags)
     shares = {
         label: float(flags[:, i].mean()) if len(flags) else 0.0 for i, label in enumerate(LABELS)
     }
