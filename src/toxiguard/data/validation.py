@@ -165,11 +165,16 @@ def _first_existing(directory: Path, names: Sequence[str]) -> Path | None:
     return next((directory / n for n in names if (directory / n).is_file()), None)
 
 
+def find_train_file(directory: Path) -> Path | None:
+    """Return the directory's Kaggle train file (first of `TRAIN_NAMES` present), or None."""
+    return _first_existing(directory, TRAIN_NAMES)
+
+
 def _resolve(path: Path) -> Path:
     """Return the labelled file to read for `path`, looking inside a directory."""
     if not path.is_dir():
         return path
-    found = _first_existing(path, TRAIN_NAMES) or _first_existing(path, TEST_NAMES)
+    found = find_train_file(path) or _first_existing(path, TEST_NAMES)
     if found is None:
         wanted = "train.csv(.zip/.gz)/train.parquet or test.csv(.zip/.gz) + test_labels.csv"
         raise DataValidationError.single(path, f"directory holds no {wanted}")
