@@ -55,12 +55,8 @@ class OtherKeywordModel(KeywordModel):
 def _register_keyword_family(monkeypatch: pytest.MonkeyPatch) -> None:
     from toxiguard import models
 
-    original = models._families
-
-    def families() -> dict[str, type[ToxicityModel]]:
-        return {**original(), "keyword-test": KeywordModel, "keyword-test-2": OtherKeywordModel}
-
-    monkeypatch.setattr(models, "_families", families)
+    monkeypatch.setitem(models.FAMILIES, "keyword-test", KeywordModel)
+    monkeypatch.setitem(models.FAMILIES, "keyword-test-2", OtherKeywordModel)
 
 
 def _corpus(n: int, seed: int) -> tuple[list[str], LabelArray]:

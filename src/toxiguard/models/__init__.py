@@ -35,23 +35,17 @@ FAMILIES: dict[str, type[ToxicityModel]] = {
 }
 
 
-def _families() -> dict[str, type[ToxicityModel]]:
-    """Return every family by name (one function, so that tests can add their own)."""
-    return FAMILIES
-
-
 def model_families() -> list[str]:
     """Return the names of every model family."""
-    return sorted(_families())
+    return sorted(FAMILIES)
 
 
 def model_class(family: str) -> type[ToxicityModel]:
     """Return the class of a model family, or raise ModelNotFoundError naming the known ones."""
-    families = _families()
-    if family not in families:
-        known = ", ".join(sorted(families))
+    if family not in FAMILIES:
+        known = ", ".join(sorted(FAMILIES))
         raise ModelNotFoundError(f"unknown model family '{family}' (known: {known})")
-    return families[family]
+    return FAMILIES[family]
 
 
 def _blend_params(params: Mapping[str, Any], common: Mapping[str, Any]) -> dict[str, Any]:
