@@ -53,13 +53,19 @@ def with_scores(
     return scored
 
 
-def score_frame(model: Scorer, frame: pd.DataFrame, text_column: str = TEXT_COLUMN) -> pd.DataFrame:
-    """Return a copy of `frame` scored by `model` (see `with_scores`)."""
-    texts = frame[text_column].astype(str).tolist()
+def _scores(
+    model: Scorer, texts: list[str]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Return the model's (n, 6) probabilities for the texts and its flags."""
     probabilities = np.asarray(
         model.predict_proba(texts) if texts else np.zeros((0, len(LABELS))), dtype=np.float64
     )
-    return with_scores(frame, probabilities, probabilities >= model.thresholds)
+    return probabilities, probabilities >= model.thresholds
+
+
+def score_frame(model: Scorer, frame: pd.DataFrame, text_column: str = TEXT_COLUMN) -> pd.DataFrame:
+    """Return a copy of `frame` scored by `model` (see `with_scores`)."""
+    return with_scores(frame, *_scores(model, frame[text_column].astype(str).tolist()))
 
 
 def score_file(
@@ -91,13 +97,13 @@ def score_file(
     try:
         with _chunk_writer(partial, output.suffix) as write:
             for chunk in chunks:
-                scored = score_frame(model, chunk.reset_index(drop=True), text_column)
-                write(scored)
-                if on_scored is not None and len(scored):
-                    probabilities = scored[list(SCORE_COLUMNS)].to_numpy(dtype=np.float64)
-                    texts = scored[text_column].astype(str).tolist()
-                    on_scored(done, texts, probabilities, probabilities >= model.thresholds)
-                done += len(scored)
+                frame = chunk.reset_index(drop=True)
+                texts = frame[text_column].astype(str).tolist()
+                probabilities, flags = _scores(model, texts)
+                write(with_scores(frame, probabilities, flags))
+                if on_scored is not None and texts:
+                    on_scored(done, texts, probabilities, flags)
+                done += len(texts)
                 if on_progress:
                     on_progress(done, max(total, done))
             if done == 0:  # an input with a header only still gives a file with the columns
