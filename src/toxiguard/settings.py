@@ -105,8 +105,14 @@ class Settings(BaseSettings):
     )
     api_keys: str | None = Field(
         None,
-        description="Comma-separated API keys; when set, /v1/* needs one in the X-API-Key header "
-        "and the UI asks for one as its password.",
+        description="Comma-separated API keys; when set, /v1/* and /v1alpha1/* need one, in the "
+        "X-API-Key header or the `key` query parameter, and the UI asks for one as its password.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The URL clients reach the server at, e.g. https://toxiguard.example.org/ "
+        "behind a proxy: the rootUrl of the Perspective discovery document (default: the URL "
+        "the discovery request came to).",
     )
     model_poll_seconds: float = Field(
         30.0, gt=0, description="How often the server checks which version is champion."

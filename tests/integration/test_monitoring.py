@@ -434,12 +434,12 @@ def test_feedback_endpoint_validates_what_the_store_can_hold(
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from toxiguard.serving.feedback import feedback_router
+    from toxiguard.serving.feedback import FeedbackStore, feedback_router
     from toxiguard.serving.middleware import add_error_handlers
 
     app = FastAPI()
     add_error_handlers(app)
-    app.include_router(feedback_router(settings), prefix="/v1")
+    app.include_router(feedback_router(FeedbackStore(settings)), prefix="/v1")
     client = TestClient(app)
     for bad in (
         {"request_id": "a\ud800", "labels": []},

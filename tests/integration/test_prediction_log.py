@@ -54,7 +54,7 @@ def test_postgres_schema_matches_the_metadata(postgres_url: str) -> None:
     store.upgrade_schema(engine)
     assert store.current_revision(engine) == store.head_revision()
     with engine.connect() as connection:
-        assert store.schema_differences(connection, tables=["predictions"]) == []
+        assert store.schema_differences(connection, tables=["predictions", "feedback"]) == []
     # The migrations run both ways on PostgreSQL: down to an empty store, and up again.
     store.downgrade_schema(engine)
     assert store.current_revision(engine) is None

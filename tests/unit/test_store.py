@@ -216,3 +216,35 @@ def test_from_settings_uses_the_log_options(tmp_path: Path) -> None:
     assert sorted(frame.item_index) == [3, 4, 5, 6]
     assert frame.text.isna().all() and (frame.length == 8).all()  # statistics, no text
     assert (tmp_path / "h" / "monitoring.db").is_file()
+
+
+def test_feedback_migration_keeps_rows_and_allows_unknown_labels(engine: Engine) -> None:
+    from sqlalchemy import select
+
+    from toxiguard.monitoring.feedback import FeedbackItem, store_feedback
+    from toxiguard.monitoring.tables import LABEL_COLUMNS, feedback
+
+    store.upgrade_schema(engine, "0002")
+    with engine.begin() as connection:  # a row written by the 0002 schema, labels NOT NULL
+        connection.exec_driver_sql(
+            "INSERT INTO feedback (created_at, request_id, item_index, source, "
+            + ", ".join(LABEL_COLUMNS)
+            + ") VALUES (CURRENT_TIMESTAMP, 'old', 0, 'api', 1, 0, 1, 0, 1, 0)"
+        )
+    store.upgrade_schema(engine)
+    with engine.connect() as connection:
+        assert store.schema_differences(connection, tables=["feedback"]) == []
+    partial = FeedbackItem("new", 0, (1, None, None, 0, None, None), community_id="forum-7")
+    store_feedback(engine, [partial], source="perspective")
+    with engine.connect() as connection:
+        rows = {r.request_id: r for r in connection.execute(select(feedback)).all()}
+    assert [getattr(rows["old"], c) for c in LABEL_COLUMNS] == [1, 0, 1, 0, 1, 0]
+    assert rows["old"].community_id is None
+    assert [getattr(rows["new"], c) for c in LABEL_COLUMNS] == [1, None, None, 0, None, None]
+    assert rows["new"].community_id == "forum-7" and rows["new"].source == "perspective"
+    # Down again: feedback with unknown labels cannot be NOT NULL, so it goes; the rest stays.
+    store.downgrade_schema(engine, "0002")
+    with engine.connect() as connection:
+        assert [r[0] for r in connection.exec_driver_sql("SELECT request_id FROM feedback")] == [
+            "old"
+        ]

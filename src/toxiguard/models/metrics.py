@@ -13,17 +13,22 @@ from sklearn.metrics import roc_auc_score
 from toxiguard.labels import LABELS
 
 
+def roc_auc(y_true: npt.ArrayLike, y_prob: npt.ArrayLike) -> float | None:
+    """Return one label's ROC-AUC, None when its rows hold a single class."""
+    y = np.asarray(y_true)
+    positives = int(np.count_nonzero(y))
+    if not 0 < positives < len(y):
+        return None
+    return float(roc_auc_score(y, np.asarray(y_prob, dtype=np.float64)))
+
+
 def label_roc_aucs(y_true: npt.ArrayLike, y_prob: npt.ArrayLike) -> dict[str, float | None]:
     """Return each label's ROC-AUC, None for a label whose rows hold a single class."""
     truth = np.asarray(y_true)
     prob = np.asarray(y_prob, dtype=np.float64)
-    aucs: dict[str, float | None] = {}
-    for column, label in enumerate(LABELS):
-        y = truth[:, column]
-        positives = int(np.count_nonzero(y))
-        both = 0 < positives < len(y)
-        aucs[label] = float(roc_auc_score(y, prob[:, column])) if both else None
-    return aucs
+    return {
+        label: roc_auc(truth[:, column], prob[:, column]) for column, label in enumerate(LABELS)
+    }
 
 
 def mean_defined(values: dict[str, float | None]) -> float | None:

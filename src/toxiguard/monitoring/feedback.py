@@ -1,7 +1,9 @@
 """Feedback: the true labels of logged predictions, keyed by request id and position.
 
-Labels come from `POST /v1/feedback` (a moderator's verdict) or `toxiguard feedback import
-FILE`; a later answer for the same prediction replaces the earlier one. The monitoring job
+Labels come from `POST /v1/feedback` (a moderator's verdict), `toxiguard feedback import FILE`
+or Perspective's `comments:suggestscore`; a later answer for the same prediction replaces the
+earlier one. A suggestion may name some labels only: the others are stored as unknown (NULL)
+and left out of that label's live quality and of retraining. The monitoring job
 joins them to the prediction log for live quality, and retraining adds the labelled comments
 (when their text was logged) to the training data.
 """
@@ -22,7 +24,7 @@ from sqlalchemy import Engine, and_, delete, insert, select, tuple_
 
 from toxiguard.errors import DataValidationError, Problem
 from toxiguard.labels import FLAG_COLUMNS, ID_COLUMN, LABELS, SCORE_COLUMNS, TEXT_COLUMN
-from toxiguard.models.metrics import label_roc_aucs, mean_defined
+from toxiguard.models.metrics import mean_defined, roc_auc
 from toxiguard.monitoring.store import predictions
 from toxiguard.monitoring.tables import LABEL_COLUMNS, feedback
 
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 REQUEST_COLUMN: Final = "request_id"
 INDEX_COLUMN: Final = "item_index"
-SOURCES: Final = ("api", "import")
+SOURCES: Final = ("api", "import", "perspective")
 MAX_REQUEST_ID: Final = 64  # the store's column width
 MAX_INDEX: Final = 2**31 - 1  # the store's INTEGER column
 _CHUNK: Final = 500
@@ -38,11 +40,12 @@ _CHUNK: Final = 500
 
 @dataclass(frozen=True)
 class FeedbackItem:
-    """The true labels of one logged prediction (0/1 per label, in LABELS order)."""
+    """The true labels of one logged prediction (0/1, or None for unknown, in LABELS order)."""
 
     request_id: str
     item_index: int
-    labels: tuple[int, ...]
+    labels: tuple[int | None, ...]
+    community_id: str | None = None
 
     @classmethod
     def from_names(cls, request_id: str, item_index: int, names: Sequence[str]) -> FeedbackItem:
@@ -74,6 +77,7 @@ def store_feedback(engine: Engine, items: Sequence[FeedbackItem], source: str) -
                     "request_id": request_id,
                     "item_index": index,
                     "source": source,
+                    "community_id": latest[(request_id, index)].community_id,
                     **dict(zip(LABEL_COLUMNS, latest[(request_id, index)].labels, strict=True)),
                 }
                 for request_id, index in chunk
@@ -187,14 +191,19 @@ def labelled_window(
 
 
 def live_quality(frame: pd.DataFrame) -> dict[str, Any]:
-    """Return ROC-AUC (both classes needed) and F1 (of the served flags) per label, and means."""
-    truths = frame[list(LABEL_COLUMNS)].astype(int).to_numpy()
-    roc_aucs = label_roc_aucs(truths, frame[list(SCORE_COLUMNS)].astype(float).to_numpy())
+    """Return ROC-AUC (both classes needed) and F1 (of the served flags) per label, and means.
+
+    Each label counts the rows whose feedback names it (unknown labels are left out).
+    """
     per_label: dict[str, dict[str, Any]] = {}
+    roc_aucs: dict[str, float | None] = {}
     f1s: dict[str, float | None] = {}
     for column, label in enumerate(LABELS):
-        truth = truths[:, column]
-        flags = frame[FLAG_COLUMNS[column]].astype(bool).to_numpy()
+        known = frame[LABEL_COLUMNS[column]].notna().to_numpy()
+        truth = frame[LABEL_COLUMNS[column]].to_numpy()[known].astype(int)
+        scores = frame[SCORE_COLUMNS[column]].to_numpy()[known].astype(float)
+        flags = frame[FLAG_COLUMNS[column]].to_numpy()[known].astype(bool)
+        roc_aucs[label] = roc_auc(truth, scores)
         positives = int(truth.sum())
         f1s[label] = float(f1_score(truth, flags, zero_division=0)) if positives else None
         per_label[label] = {
@@ -234,6 +243,8 @@ def feedback_training_rows(engine: Engine) -> tuple[pd.DataFrame, int]:
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     without_text = int(frame["text"].isna().sum()) if len(frame) else 0
     frame = frame[frame["text"].notna()] if len(frame) else frame
+    # A suggestion naming some labels only cannot be a training row: the others are unknown.
+    frame = frame.dropna(subset=list(LABEL_COLUMNS)) if len(frame) else frame
     out = pd.DataFrame(
         {
             ID_COLUMN: [

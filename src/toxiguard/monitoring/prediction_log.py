@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -179,16 +179,11 @@ class PredictionLog:
     def _slice(self, batch: PredictionBatch, start: int) -> PredictionBatch:
         """Return rows [start, start + batch_size) of a batch as a batch of their own."""
         stop = start + self.batch_size
-        return PredictionBatch(
-            request_id=batch.request_id,
-            source=batch.source,
+        return replace(
+            batch,
             texts=batch.texts[start:stop],
             probabilities=batch.probabilities[start:stop],
             flags=batch.flags[start:stop],
-            model_name=batch.model_name,
-            model_version=batch.model_version,
-            model_family=batch.model_family,
-            created_at=batch.created_at,
             first_index=batch.first_index + start,
         )
 

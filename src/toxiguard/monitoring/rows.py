@@ -29,6 +29,8 @@ class PredictionBatch:
     model_family: str | None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     first_index: int = 0
+    #: False when the client asked that its texts not be stored (Perspective's doNotStore).
+    store_texts: bool = True
 
     def __post_init__(self) -> None:
         """Check that the arrays match the texts."""
@@ -72,7 +74,7 @@ def batch_rows(batch: PredictionBatch, log_texts: bool) -> list[dict[str, Any]]:
             "model_name": batch.model_name,
             "model_version": batch.model_version,
             "model_family": batch.model_family,
-            "text": text if log_texts else None,
+            "text": text if log_texts and batch.store_texts else None,
             "length": int(columns["length"][i]),
             "words": int(columns["words"][i]),
             "upper_share": float(columns["upper_share"][i]),

@@ -49,7 +49,8 @@ from toxiguard.settings import Settings, redact_uri
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
-SOURCES: Final = ("api", "ui", "score")
+# "perspective": comments:analyze; "suggestion": a comment scored for comments:suggestscore.
+SOURCES: Final = ("api", "ui", "score", "perspective", "suggestion")
 
 # Constraint names are spelled out so that migrations on SQLite and PostgreSQL agree.
 metadata = MetaData(

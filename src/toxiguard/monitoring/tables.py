@@ -114,7 +114,8 @@ alerts = Table(
     Index(None, "alert_key", "created_at"),
 )
 
-# True labels of predictions, by request id and position in the request (latest answer wins).
+# True labels of predictions, by request id and position in the request (latest answer wins);
+# NULL where the feedback does not name a label (a Perspective suggestion may name one only).
 feedback = Table(
     "feedback",
     metadata,
@@ -122,8 +123,9 @@ feedback = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("request_id", String(64), nullable=False),
     Column("item_index", Integer, nullable=False),
-    *(Column(name, SmallInteger, nullable=False) for name in LABEL_COLUMNS),
+    *(Column(name, SmallInteger, nullable=True) for name in LABEL_COLUMNS),
     Column("source", String(16), nullable=False),
+    Column("community_id", String(200), nullable=True),
     UniqueConstraint("request_id", "item_index"),
 )
 

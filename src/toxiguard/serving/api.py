@@ -17,14 +17,14 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, APIKeyQuery
 from starlette.exceptions import HTTPException
 
 from toxiguard import __version__
 from toxiguard.errors import MissingExtraError, require_extra
 from toxiguard.labels import LABELS
 from toxiguard.serving import schemas
-from toxiguard.serving.feedback import feedback_router
+from toxiguard.serving.feedback import FeedbackStore, feedback_router
 from toxiguard.serving.metrics import CONTENT_TYPE
 from toxiguard.serving.middleware import (
     UI_PATH,
@@ -33,6 +33,7 @@ from toxiguard.serving.middleware import (
     new_request_id,
     request_id_of,
 )
+from toxiguard.serving.perspective.router import discovery_router, perspective_router
 from toxiguard.serving.predictor import LOCAL_COPY, registry_client_environment
 from toxiguard.serving.state import ServingState, build_state
 from toxiguard.settings import OFFLINE_ENVIRONMENT, Settings, get_settings
@@ -40,16 +41,29 @@ from toxiguard.settings import OFFLINE_ENVIRONMENT, Settings, get_settings
 logger = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
+API_KEY_QUERY = "key"
 
 
 def _api_key_dependency(settings: Settings) -> Any:
-    """Return a dependency that checks the X-API-Key header against the configured keys."""
+    """Return a dependency that checks the API key (X-API-Key header or `key` query parameter)."""
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key.")
+    query = APIKeyQuery(
+        name=API_KEY_QUERY,
+        auto_error=False,
+        description="An API key, as Perspective's clients send it (`?key=`).",
+    )
     keys = [key.encode() for key in settings.api_key_list]
 
-    def check(key: str | None = Security(header)) -> None:
+    def check(
+        from_header: str | None = Security(header), from_query: str | None = Security(query)
+    ) -> None:
+        key = from_header if from_header is not None else from_query
         if key is None:
-            raise HTTPException(401, f"missing API key: send one in the {API_KEY_HEADER} header")
+            raise HTTPException(
+                401,
+                f"missing API key: send one in the {API_KEY_HEADER} header or the "
+                f"'{API_KEY_QUERY}' query parameter",
+            )
         given = key.encode()
         if not any(secrets.compare_digest(given, known) for known in keys):
             raise HTTPException(401, "invalid API key")
@@ -131,7 +145,10 @@ def create_app(state: ServingState) -> FastAPI:
         title="toxiguard",
         version=__version__,
         description="Multi-label toxic comment classification: scores for the six Jigsaw labels "
-        f"from the registry's `{settings.champion_alias}` model. UI at [{UI_PATH}]({UI_PATH}).",
+        f"from the registry's `{settings.champion_alias}` model. UI at [{UI_PATH}]({UI_PATH}). "
+        "`/v1alpha1/comments:analyze` and `:suggestscore` answer as Google's Perspective API "
+        "does (attributes TOXICITY, SEVERE_TOXICITY, PROFANITY, THREAT, INSULT, "
+        "IDENTITY_ATTACK), with its discovery document at `/$discovery/rest?version=v1alpha1`.",
         lifespan=lifespan,
         responses={422: {"model": schemas.ErrorResponse}},
     )
@@ -175,8 +192,11 @@ def create_app(state: ServingState) -> FastAPI:
         """Describe the served model: name, version, alias, thresholds, training metrics."""
         return _model_info(state)
 
-    v1.include_router(feedback_router(settings))
+    feedback = FeedbackStore(settings)
+    v1.include_router(feedback_router(feedback))
     app.include_router(v1)
+    app.include_router(perspective_router(state, feedback, dependencies))
+    app.include_router(discovery_router(settings.public_url))
 
     @app.get("/health")
     def health() -> schemas.Health:

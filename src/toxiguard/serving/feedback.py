@@ -1,7 +1,8 @@
 """`POST /v1/feedback`: the true labels of a logged prediction, e.g. from a moderator.
 
 Include the router under the API's /v1 router (so that API keys apply):
-`v1.include_router(feedback_router(settings))`.
+`v1.include_router(feedback_router(FeedbackStore(settings)))`. The Perspective-compatible
+`comments:suggestscore` writes through the same `FeedbackStore`.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class FeedbackResponse(BaseModel):
     )
 
 
-class _Store:
+class FeedbackStore:
     """The monitoring store, connected and migrated on first use."""
 
     def __init__(self, settings: Settings) -> None:
@@ -83,31 +84,38 @@ class _Store:
                 self.engine = engine
             return self.engine
 
+    def store(self, items: list[FeedbackItem], source: str) -> set[tuple[str, int]]:
+        """Store feedback; return which items' predictions are logged (503 if the store is down)."""
+        try:
+            engine = self.get()
+            store_feedback(engine, items, source=source)
+            return logged_predictions(
+                engine, [(item.request_id, item.item_index) for item in items]
+            )
+        except SQLAlchemyError as error:
+            logger.warning("feedback not stored: %s", error)
+            raise HTTPException(503, "the monitoring store is unavailable; try again") from error
 
-def feedback_router(settings: Settings) -> APIRouter:
+
+def feedback_router(holder: FeedbackStore) -> APIRouter:
     """Return the router with POST /feedback (mount it under /v1)."""
     router = APIRouter(tags=["feedback"])
-    holder = _Store(settings)
 
     @router.post("/feedback", response_model=FeedbackResponse)
     def post_feedback(body: FeedbackRequest) -> FeedbackResponse:
         """Store the true labels of a prediction; monitoring uses them for live quality."""
         item = FeedbackItem.from_names(body.request_id, body.item_index, body.labels)
-        try:
-            engine = holder.get()
-            store_feedback(engine, [item], source="api")
-            logged = bool(logged_predictions(engine, [(item.request_id, item.item_index)]))
-        except SQLAlchemyError as error:
-            logger.warning("feedback not stored: %s", error)
-            raise HTTPException(503, "the monitoring store is unavailable; try again") from error
+        logged = bool(holder.store([item], source="api"))
         return FeedbackResponse(
             request_id=item.request_id,
             item_index=item.item_index,
-            labels=dict(zip(LABELS, item.labels, strict=True)),
+            labels={
+                label: int(value or 0) for label, value in zip(LABELS, item.labels, strict=True)
+            },
             prediction_logged=logged,
         )
 
     return router
 
 
-__all__ = ["FeedbackRequest", "FeedbackResponse", "feedback_router"]
+__all__ = ["FeedbackRequest", "FeedbackResponse", "FeedbackStore", "feedback_router"]

@@ -1,4 +1,9 @@
-"""HTTP plumbing of the API: request ids, body limit, timing, and one JSON shape for every error."""
+"""HTTP plumbing of the API: request ids, body limit, timing, and one JSON shape for every error.
+
+Errors under the Perspective-compatible paths (`GOOGLE_PATHS`) take Google's shape instead
+(`{"error": {"code", "message", "status", "details"}}`), which Google's client libraries parse,
+and a request that does not validate is a 400 INVALID_ARGUMENT there, as on Perspective.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,33 @@ logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 UI_PATH = "/ui"
-_ENDPOINTS = {"/v1/predict", "/v1/model", "/health", "/ready", "/metrics", "/docs", "/openapi.json"}
+_ENDPOINTS = {
+    "/v1/predict",
+    "/v1/explain",
+    "/v1/feedback",
+    "/v1/model",
+    "/v1alpha1/comments:analyze",
+    "/v1alpha1/comments:suggestscore",
+    "/$discovery/rest",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+}
+#: Paths answered in Google's error shape: the Perspective API and its discovery documents.
+GOOGLE_PATHS = ("/v1alpha1/", "/$discovery/", "/discovery/")
+_GOOGLE_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -42,10 +73,33 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def google_error_response(
+    status: int, message: str, details: list[dict[str, Any]], **extra: Any
+) -> JSONResponse:
+    """Return an error in Google's shape; `details` ({location, message}) become violations."""
+    status = 400 if status == 422 else status
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": _GOOGLE_STATUSES.get(status, "INTERNAL" if status >= 500 else "UNKNOWN"),
+    }
+    if details:
+        violations = [
+            {"field": str(d.get("location", "")), "description": str(d.get("message", ""))}
+            for d in details
+        ]
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": violations}
+        ]
+    return JSONResponse({"error": error}, status_code=status, **extra)
+
+
 def error_response(
     status: int, message: str, request: Request | None, **extra: Any
 ) -> JSONResponse:
-    """Return the JSON error answer every failure gets."""
+    """Return the JSON error answer every failure gets (Google's shape on `GOOGLE_PATHS`)."""
+    if request is not None and request.scope["path"].startswith(GOOGLE_PATHS):
+        return google_error_response(status, message, extra.pop("details", []), **extra)
     body = schemas.ErrorResponse(
         error=schemas.ErrorBody(
             code=_STATUS_CODES.get(status, "server_error" if status >= 500 else "error"),

@@ -39,6 +39,8 @@ class ServingState:
         texts: list[str],
         result: PredictionResult,
         first_index: int = 0,
+        *,
+        store_texts: bool = True,
     ) -> None:
         """Log predictions (off the request path) and count them in the metrics."""
         self.metrics.observe_predictions(result.flags, source)
@@ -55,6 +57,7 @@ class ServingState:
                 model_version=result.model.version,
                 model_family=result.model.family,
                 first_index=first_index,
+                store_texts=store_texts,
             )
         )
 
