@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run stop test test-fast lint format bench clean help
+.PHONY: setup clients run stop test test-fast lint format bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,13 +20,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
+# Google's Node client for the Perspective API, which the tests run against our server (npm).
+NODE_CLIENT := tests/clients/node
+clients: $(NODE_CLIENT)/node_modules/.package-lock.json  ## install the Node client the tests use
+$(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package-lock.json
+	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund --silent
+
 run: setup  ## train the baselines (if no champion yet), then start MLflow, Prefect and the API
 	$(BIN)/toxiguard run
 
 stop: setup  ## stop every service `make run` started
 	$(BIN)/toxiguard stack down
 
-test: setup  ## run every test (unit, integration, end to end)
+test: setup clients  ## run every test (unit, integration, end to end)
 	$(BIN)/pytest
 
 test-fast: setup  ## run only the unit tests

@@ -1,16 +1,58 @@
-"""The project's exceptions: one base class, so entry points can catch a user's mistake."""
+"""The project's exceptions: one base class, so entry points can catch a user's mistake; and
+`redact`, the one function that takes secrets out of every text a user or a log can see."""
 
 from __future__ import annotations
 
 import importlib
+import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Final
+
+# scheme://user:PASSWORD@host: greedy up to the last "@" before a "/" or whitespace, so that
+# an unescaped "@" inside the password is hidden too.
+_URI_PASSWORD: Final = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^\s/]*@")
+# libpq's keyword form (host=db password=secret), PGPASSWORD=..., TOXIGUARD_API_KEYS=... .
+_KEYWORD_PASSWORD: Final = re.compile(
+    r"(?i)\b(?P<key>\w*(?:password|passwd|pwd|api_keys?|secret))(?P<eq>\s*=\s*)"
+    r"(?:'[^']*'|\"[^\"]*\"|[^\s;&]+)"
+)
+
+
+def redact(text: str) -> str:
+    """Return the text with every password in it (in URIs or key=value pairs) replaced by ***."""
+    if "@" in text:
+        text = _URI_PASSWORD.sub(r"\g<head>:***@", text)
+    if "=" in text:
+        text = _KEYWORD_PASSWORD.sub(r"\g<key>\g<eq>***", text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """A logging filter that redacts each record's message and traceback (install on handlers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's text without secrets; keep every record."""
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = redact(message), ()
+        return True
 
 
 class ToxiguardError(Exception):
-    """A problem the user can fix (bad input, missing model, unreachable service)."""
+    """A problem the user can fix (bad input, missing model, unreachable service).
+
+    Its text is redacted: a URI with a password in the message shows `user:***@host`.
+    """
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,35 @@ def test_score_a_comment_in_the_browser(server: ServerProcess, browser: Browser)
     assert browser.outside == [], "the UI fetched something from outside the server"
 
 
+def test_ui_highlights_the_words_behind_each_flagged_label(
+    server: ServerProcess, browser: Browser
+) -> None:
+    page = browser.page
+    page.goto(f"{server.url}/ui/")
+    page.locator("#comment-input textarea").fill(COMMENT)
+    page.locator("#score-button").click()
+    sections = page.locator("#scores .tg-why-text")
+    sections.first.wait_for()
+    explained = httpx.post(f"{server.url}/v1/explain", json={"text": COMMENT}, timeout=30).json()
+    shown = [sections.nth(i).get_attribute("data-label") for i in range(sections.count())]
+    flagged = explained["flagged"]
+    assert flagged, "the test comment should be flagged"
+    assert shown == flagged
+    for label in flagged:
+        marks = page.locator(f'#scores .tg-why-text[data-label="{label}"] mark')
+        strongest = max(
+            range(marks.count()),
+            key=lambda i: float(marks.nth(i).get_attribute("data-contribution")),
+        )
+        spans = explained["explanations"][label]["spans"]
+        top = max(spans, key=lambda span: span["contribution"])
+        assert marks.nth(strongest).inner_text() == top["text"]
+        # Every word the API says raised the score is marked, and nothing else.
+        raising = [s["text"] for s in spans if s["contribution"] > 0]
+        assert [marks.nth(i).inner_text() for i in range(marks.count())] == raising
+    assert browser.outside == []
+
+
 def test_example_fills_the_box_and_empty_comment_is_refused(
     server: ServerProcess, browser: Browser
 ) -> None:

@@ -242,6 +242,34 @@ def test_openapi_property_based_no_server_error(server: ServerProcess) -> None:
     assert any(code == 200 for code in seen) and any(400 <= code < 500 for code in seen)
 
 
+def test_explain_gives_exact_contributions_with_offsets(server: ServerProcess) -> None:
+    text = "Thanks for the edit 😀, you stupid idiot"
+    response = httpx.post(f"{server.url}/v1/explain", json={"text": text}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["method"] == "linear-exact" and body["unit"] == "logit"
+    assert body["model"]["family"] == "complement-nb"
+    (scores,) = [p["scores"] for p in _predict(server.url, [text]).json()["predictions"]]
+    assert body["scores"] == pytest.approx(scores, abs=1e-9)
+    for label, explained in body["explanations"].items():
+        for span in explained["spans"]:
+            assert text[span["begin"] : span["end"]] == span["text"]
+            utf16 = text.encode("utf-16-le")[2 * span["begin_utf16"] : 2 * span["end_utf16"]]
+            assert utf16.decode("utf-16-le") == span["text"]
+        # The baseline plus the contributions is the label's logit (clipped where p is 0 or 1).
+        assert explained["baseline"] is not None, label  # every label has both classes here
+        logit = explained["baseline"] + sum(s["contribution"] for s in explained["spans"])
+        probability = 1 / (1 + np.exp(-np.clip(logit, -700, 700)))
+        assert probability == pytest.approx(explained["score"], abs=1e-6), label
+    insult = body["explanations"]["insult"]["spans"]
+    assert max(insult, key=lambda s: s["contribution"])["text"] in {"stupid", "idiot"}
+    only = httpx.post(f"{server.url}/v1/explain", json={"text": text, "labels": ["threat"]})
+    assert list(only.json()["explanations"]) == ["threat"]
+    for bad in ({"text": ""}, {"text": "x", "labels": ["rude"]}, {"text": "x" * (MAX_CHARS + 1)}):
+        refused = httpx.post(f"{server.url}/v1/explain", json=bad)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
+
+
 # ---------------------------------------------------------------- API keys
 def test_api_keys_guard_v1_but_not_health(
     registry: Settings,
@@ -255,9 +283,16 @@ def test_api_keys_guard_v1_but_not_health(
     for key in ("key-one", "key-two"):
         assert _predict(server.url, ["hi"], headers={"X-API-Key": key}).status_code == 200
     assert httpx.get(f"{server.url}/v1/model").status_code == 401
+    assert httpx.post(f"{server.url}/v1/explain", json={"text": "hi"}).status_code == 401
+    by_query = httpx.post(f"{server.url}/v1/predict?key=key-one", json={"texts": ["hi"]})
+    assert by_query.status_code == 200
     assert httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": "key-two"}).status_code == 200
     for open_path in ("/health", "/ready", "/metrics"):
         assert httpx.get(f"{server.url}{open_path}").status_code == 200
+    # /ready's details need a key when keys are set; the bare status stays open for probes.
+    assert httpx.get(f"{server.url}/ready").json() == {"ready": True, "status": "ready"}
+    detailed = httpx.get(f"{server.url}/ready", headers={"X-API-Key": "key-one"}).json()
+    assert detailed["model"]["version"] == 1 and "registry" in detailed
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert "X-API-Key" in json.dumps(spec["components"]["securitySchemes"])
     # The UI asks for a login (an API key as password) when keys are set.
@@ -271,9 +306,22 @@ def test_registry_down_at_start_serves_the_local_copy(
     serve_factory: ServerProcessFactory,
 ) -> None:
     served = httpx.get(f"{server.url}/v1/model").json()  # the module server saved its copy
-    dead = f"http://127.0.0.1:{free_port()}"
-    down = serve_factory(registry.home, {**LIMITS, "MLFLOW_TRACKING_URI": dead})
+    password = "S3cret-Pw"
+    dead = f"http://admin:{password}@127.0.0.1:{free_port()}"
+    database = f"postgresql+psycopg://monitor:{password}@127.0.0.1:{free_port()}/toxiguard"
+    down = serve_factory(
+        registry.home,
+        {**LIMITS, "MLFLOW_TRACKING_URI": dead, "TOXIGUARD_DATABASE_URL": database},
+    )
+    _predict(down.url, ["a comment for the (unreachable) prediction log"])
+    deadline = time.monotonic() + 30
+    while down.ready()["prediction_log"]["write_failures"] == 0:
+        assert time.monotonic() < deadline, "the prediction log never tried the dead database"
+        time.sleep(0.2)
     ready = down.ready()
+    # A password in the tracking or database URI is never shown: not in /ready, not in the log.
+    assert password not in json.dumps(ready) and password not in down.log()
+    assert "admin:***@" in json.dumps(ready) and "monitor:***@" in json.dumps(ready)
     assert ready["ready"] is True and ready["status"] == "degraded"
     model = ready["model"]
     assert isinstance(model, dict) and model["source"] == "local-copy"
@@ -282,7 +330,7 @@ def test_registry_down_at_start_serves_the_local_copy(
     assert body["model"]["version"] == served["version"]
     info = httpx.get(f"{down.url}/v1/model").json()
     assert info["source"] == "local-copy" and info["thresholds"] == served["thresholds"]
-    assert "serving the local copy" in down.log()
+    assert "serving the local copy" in " ".join(down.log().split())  # rich wraps lines
 
 
 def test_no_model_at_all_fails_fast(tmp_path: Path) -> None:

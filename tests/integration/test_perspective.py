@@ -7,15 +7,23 @@ URL, as a team moving off Perspective would do.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.integration.services import ServerProcess, start_server, train_demo_champion
+from tests.integration.services import (
+    ServerProcess,
+    missing,
+    start_server,
+    train_demo_champion,
+)
 from tests.processes import stop_process
 from toxiguard.labels import LABELS
 from toxiguard.monitoring import store
@@ -26,6 +34,7 @@ from toxiguard.settings import Settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY = "perspective-key"
+NODE_CLIENT = Path(__file__).parents[1] / "clients" / "node"
 TEXT = "Thanks for fixing the typo 😀. You are a stupid idiot and I hate you!"
 
 
@@ -253,3 +262,35 @@ def test_perspective_operations_never_answer_5xx(server: ServerProcess) -> None:
     check()
     assert any(code == 200 for code in seen) and any(code == 400 for code in seen)
     assert "Traceback" not in server.log()
+
+
+def test_googles_node_client_needs_only_the_discovery_url(server: ServerProcess) -> None:
+    """Perspective's Node sample (googleapis from npm), with only its URL and key changed."""
+    node = shutil.which("node")
+    if node is None or not (NODE_CLIENT / "node_modules" / "googleapis").is_dir():
+        missing("Google's Node client is not installed: make clients (npm ci)")
+    discovery_url = f"{server.url}/$discovery/rest?version=v1alpha1"
+    run = subprocess.run(
+        [node, "analyze.js", discovery_url, KEY, TEXT],
+        cwd=NODE_CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    answer = json.loads(run.stdout)
+    spans = answer["attributeScores"]["TOXICITY"]["spanScores"]
+    assert [_utf16_slice(TEXT, s["begin"], s["end"]) for s in spans] == [
+        "Thanks for fixing the typo 😀.",
+        "You are a stupid idiot and I hate you!",
+    ]
+    assert set(answer["attributeScores"]) == {"TOXICITY", "INSULT"}
+    refused = subprocess.run(
+        [node, "analyze.js", discovery_url, "wrong-key", TEXT],
+        cwd=NODE_CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(refused.stdout)["error"]["code"] == 401

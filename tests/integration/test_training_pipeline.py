@@ -169,6 +169,17 @@ def test_cli_train_evaluate_predict_score(sample_csv: Path, tmp_path: Path) -> N
     assert "insult" in insult["flagged"]
     assert nice["flagged"] == []
 
+    explained = _cli("explain", "--json", "--label", "insult", "thanks, you stupid idiot")
+    assert explained.returncode == 0, explained.stderr[-3000:]
+    why = json.loads(explained.stdout)
+    assert why["method"] == "linear-exact" and list(why["explanations"]) == ["insult"]
+    spans = why["explanations"]["insult"]["spans"]
+    top = max(spans, key=lambda span: span["contribution"])
+    assert top["text"] in {"stupid", "idiot"}
+    assert "thanks, you stupid idiot"[top["begin"] : top["end"]] == top["text"]
+    table = _cli("explain", "you are an idiot")
+    assert table.returncode == 0 and "idiot" in table.stdout
+
     source = pd.DataFrame(
         {"author": ["a", "b", "c"], "comment_text": ["idiot!", "good edit", "thanks"]}
     )
@@ -196,6 +207,7 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         ("data", "validate", str(tmp_path / "missing.csv")),
         ("train", "--data", str(bad)),
         ("predict", "hello"),  # no champion yet
+        ("explain", "hello", "--label", "rude"),  # no such label
         ("models", "rollback"),  # nothing to roll back to
     ):
         completed = _cli(*args)

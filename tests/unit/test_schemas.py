@@ -99,3 +99,12 @@ def test_error_response_shape() -> None:
         "error": {"code": "invalid_request", "message": "texts: too short", "details": []},
         "request_id": "r",
     }
+
+
+def test_label_enum_lists_the_labels_in_order() -> None:
+    from typing import get_args
+
+    from toxiguard.labels import LABELS
+    from toxiguard.serving.schemas import Label
+
+    assert get_args(Label) == LABELS

@@ -100,6 +100,63 @@ def predict(
 
 
 @commands.command()
+def explain(
+    text: Annotated[str, typer.Argument(help="The comment to explain.")],
+    model: ModelOption = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="A label to explain (repeatable). Default: all six."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="Words shown per label.", min=1)] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print each label's score and the words that raised it most (with character offsets)."""
+    from toxiguard.errors import ToxiguardError
+    from toxiguard.models.explain import explain as explain_text
+    from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
+    from toxiguard.serving.explanations import label_explanations
+
+    unknown = sorted(set(labels or ()) - set(LABELS))
+    if unknown:
+        raise ToxiguardError(f"unknown label(s) {unknown}; known: {', '.join(LABELS)}")
+    if not text.strip():
+        raise ToxiguardError("the comment is empty: give the text to explain")
+    settings = get_settings()
+    uri = resolve_model_uri(model, settings)
+    loaded, info = load_toxicity_model(uri, settings)
+    explanation = explain_text(loaded.model, text)
+    explained = label_explanations(explanation, [float(t) for t in loaded.thresholds], labels)
+    if as_json:
+        body = {
+            "model": info,
+            "method": explanation.method,
+            "unit": explanation.unit,
+            "explanations": {label: e.model_dump() for label, e in explained.items()},
+        }
+        console.print_json(json.dumps(body, default=str))
+        return
+    table = Table(title=_shorten(text), show_edge=False, title_justify="left")
+    for column, justify in (("label", "left"), ("score", "right"), ("flagged", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column(f"words that raised it ({explanation.unit}), offsets")
+    for label, item in explained.items():
+        raising = sorted(
+            (s for s in item.spans if s.contribution > 0), key=lambda s: -s.contribution
+        )
+        words = ", ".join(
+            f"{s.text!r} {s.contribution:+.3f} [{s.begin}:{s.end}]" for s in raising[:top]
+        )
+        table.add_row(
+            label, f"{item.score:.3f}", "[bold red]yes[/]" if item.flagged else "", words or "-"
+        )
+    console.print(table)
+    console.print(
+        f"{explanation.method} explanation; model {info.get('name')} version "
+        f"{info.get('version')} ({uri})"
+    )
+
+
+@commands.command()
 def score(
     input_path: Annotated[Path, typer.Argument(help="CSV (.zip/.gz) or parquet of comments.")],
     output_path: Annotated[

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from toxiguard.cli import inference, monitoring, orchestration, registry, training
 from toxiguard.cli.common import error_console
-from toxiguard.errors import ToxiguardError
+from toxiguard.errors import RedactSecrets, ToxiguardError
 from toxiguard.settings import OFFLINE_ENVIRONMENT
 
 app = typer.Typer(
@@ -40,10 +40,12 @@ def configure(
     """Set up logging and the offline environment for every command."""
     for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+    handler = RichHandler(console=error_console, show_path=False, rich_tracebacks=True)
+    handler.addFilter(RedactSecrets())  # no password of a tracking or database URI in any log line
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=error_console, show_path=False, rich_tracebacks=True)],
+        handlers=[handler],
         force=True,
     )
     for noisy in ("alembic", "mlflow", "urllib3", "httpx", "matplotlib", "filelock"):

@@ -30,6 +30,7 @@ CHUNK_TEXTS: Final = 4_000
 
 UInt64Array = npt.NDArray[np.uint64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 def _padded_codes(texts: Sequence[str]) -> tuple[UInt64Array, IntArray]:
@@ -50,19 +51,16 @@ def ngram_hash(ngram: str) -> int:
     return int(value)
 
 
-def ngram_hashes(
-    texts: Sequence[str], ngram_range: tuple[int, int]
-) -> tuple[UInt64Array, IntArray]:
-    """Return the hash of every char n-gram within words and the index of the text it is from.
+def _kept_windows(
+    codes: UInt64Array, text_of: IntArray, ngram_range: tuple[int, int]
+) -> Iterator[tuple[int, UInt64Array, BoolArray]]:
+    """Yield, for each n in the range: n, the hash of every window of n codes, which are n-grams.
 
     A window of n characters is an n-gram when it lies inside one text and has no space inside
     it (spaces may only be its first or last character, where they mark a word's edge).
     """
     low, high = ngram_range
-    codes, text_of = _padded_codes(texts)
     space = codes == _SPACE
-    hashes: list[UInt64Array] = []
-    owners: list[IntArray] = []
     window = np.zeros(len(codes), dtype=np.uint64)
     inner_clear = np.ones(len(codes), dtype=bool)
     for n in range(1, high + 1):
@@ -78,11 +76,53 @@ def ngram_hashes(
             keep = inner_clear & (text_of[:count] == text_of[n - 1 :])
             if n <= 2:  # a lone space, or two (an empty text), is no n-gram
                 keep &= ~(space[:count] & space[n - 1 :])
-            hashes.append(window[keep])
-            owners.append(text_of[:count][keep])
+            yield n, window, keep
+
+
+def ngram_hashes(
+    texts: Sequence[str], ngram_range: tuple[int, int]
+) -> tuple[UInt64Array, IntArray]:
+    """Return the hash of every char n-gram within words and the index of the text it is from."""
+    codes, text_of = _padded_codes(texts)
+    hashes: list[UInt64Array] = []
+    owners: list[IntArray] = []
+    for _, window, keep in _kept_windows(codes, text_of, ngram_range):
+        hashes.append(window[keep])
+        owners.append(text_of[: len(keep)][keep])
     if not hashes:
         return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     return np.concatenate(hashes), np.concatenate(owners)
+
+
+def ngram_windows(
+    texts: Sequence[str], ngram_range: tuple[int, int]
+) -> tuple[UInt64Array, IntArray, IntArray, IntArray]:
+    """Return every char n-gram within words as (hash, text index, start, length) arrays.
+
+    `start` is the n-gram's offset in its text's padded form, " " + " ".join(text.split()) +
+    " " (offset 0 is the leading padding space). The n-grams are those of `ngram_hashes`.
+    """
+    codes, text_of = _padded_codes(texts)
+    first = np.searchsorted(text_of, np.arange(len(texts)))  # where each padded text begins
+    hashes: list[UInt64Array] = []
+    owners: list[IntArray] = []
+    starts: list[IntArray] = []
+    lengths: list[IntArray] = []
+    for n, window, keep in _kept_windows(codes, text_of, ngram_range):
+        at = np.flatnonzero(keep)
+        hashes.append(window[at])
+        owners.append(text_of[at])
+        starts.append(at - first[text_of[at]])
+        lengths.append(np.full(len(at), n, dtype=np.int64))
+    if not hashes:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.uint64), empty, empty, empty
+    return (
+        np.concatenate(hashes),
+        np.concatenate(owners),
+        np.concatenate(starts),
+        np.concatenate(lengths),
+    )
 
 
 def _chunks(texts: Sequence[str], size: int = CHUNK_TEXTS) -> Iterator[tuple[int, Sequence[str]]]:
@@ -168,6 +208,11 @@ class CharNgramTfidf:
             self._index = pd.Index(self.vocabulary_)
         return self._index
 
+    def columns_of(self, hashes: UInt64Array) -> IntArray:
+        """Return the feature column of each n-gram hash, -1 for n-grams not in the vocabulary."""
+        columns: IntArray = self._lookup().get_indexer(pd.Index(hashes)).astype(np.int64)
+        return columns
+
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Return the (n, n_features) float32 TF-IDF matrix of `texts`."""
         if len(self.vocabulary_) == 0:
@@ -180,7 +225,7 @@ class CharNgramTfidf:
     def _transform_chunk(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Return the TF-IDF rows of one chunk of texts."""
         hashes, owners = ngram_hashes(texts, self.ngram_range)
-        columns = self._lookup().get_indexer(pd.Index(hashes))
+        columns = self.columns_of(hashes)
         found = columns >= 0
         counts = sp.csr_matrix(
             (np.ones(int(found.sum()), dtype=np.float32), (owners[found], columns[found])),

@@ -34,6 +34,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from toxiguard.errors import redact
 from toxiguard.monitoring.rows import PredictionBatch, batch_rows
 from toxiguard.monitoring.store import (
     database_url,
@@ -311,7 +312,8 @@ class PredictionLog:
                 with self._cond:
                     self._failures += 1
                     self._healthy = False
-                    self._last_error = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+                    first_line = redact(str(error)).splitlines()[0][:300]
+                    self._last_error = f"{type(error).__name__}: {first_line}"
                 logger.warning(
                     "prediction log: write to %s failed (%s); %d rows kept, retry in %.1f s",
                     redacted(str(self.engine.url)),

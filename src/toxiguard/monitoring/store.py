@@ -43,8 +43,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from toxiguard.errors import redact
 from toxiguard.labels import FLAG_COLUMNS, SCORE_COLUMNS
-from toxiguard.settings import Settings, redact_uri
+from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def redacted(url: str) -> str:
     """Return the database URL, normalised, with any password hidden, for logs and status pages."""
-    return redact_uri(normalise_url(url))
+    return redact(normalise_url(url))
 
 
 def upgrade_schema(engine: Engine, revision: str = "head", attempts: int = 3) -> None:

@@ -24,6 +24,7 @@ from toxiguard import __version__
 from toxiguard.errors import MissingExtraError, require_extra
 from toxiguard.labels import LABELS
 from toxiguard.serving import schemas
+from toxiguard.serving.explanations import explain_router
 from toxiguard.serving.feedback import FeedbackStore, feedback_router
 from toxiguard.serving.metrics import CONTENT_TYPE
 from toxiguard.serving.middleware import (
@@ -52,7 +53,6 @@ def _api_key_dependency(settings: Settings) -> Any:
         auto_error=False,
         description="An API key, as Perspective's clients send it (`?key=`).",
     )
-    keys = [key.encode() for key in settings.api_key_list]
 
     def check(
         from_header: str | None = Security(header), from_query: str | None = Security(query)
@@ -64,11 +64,18 @@ def _api_key_dependency(settings: Settings) -> Any:
                 f"missing API key: send one in the {API_KEY_HEADER} header or the "
                 f"'{API_KEY_QUERY}' query parameter",
             )
-        given = key.encode()
-        if not any(secrets.compare_digest(given, known) for known in keys):
+        if not _known_key(settings, key):
             raise HTTPException(401, "invalid API key")
 
     return check
+
+
+def _known_key(settings: Settings, key: str | None) -> bool:
+    """Return whether `key` is one of the configured API keys (in constant time per key)."""
+    given = (key or "").encode()
+    return key is not None and any(
+        secrets.compare_digest(given, known.encode()) for known in settings.api_key_list
+    )
 
 
 def _model_info(state: ServingState) -> schemas.ModelInfo:
@@ -194,6 +201,7 @@ def create_app(state: ServingState) -> FastAPI:
 
     feedback = FeedbackStore(settings)
     v1.include_router(feedback_router(feedback))
+    v1.include_router(explain_router(state))
     app.include_router(v1)
     app.include_router(perspective_router(state, feedback, dependencies))
     app.include_router(discovery_router(settings.public_url))
@@ -204,10 +212,18 @@ def create_app(state: ServingState) -> FastAPI:
         return schemas.Health()
 
     @app.get("/ready", responses={503: {"model": schemas.Readiness}})
-    def ready() -> JSONResponse:
-        """Readiness: a model is loaded; lists problems with the registry or prediction log."""
+    def ready(request: Request) -> JSONResponse:
+        """Readiness: a model is loaded; lists problems with the registry or prediction log.
+
+        With API keys set, the details (problems, model, registry, log) need a key; the bare
+        `ready` and `status` stay open for probes.
+        """
         readiness = _readiness(state)
-        return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)
+        body = readiness.model_dump()
+        key = request.headers.get(API_KEY_HEADER) or request.query_params.get(API_KEY_QUERY)
+        if settings.api_key_list and not _known_key(settings, key):
+            body = {"ready": readiness.ready, "status": readiness.status}
+        return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
     @app.get("/metrics", response_class=Response)
     def metrics() -> Response:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,12 +19,12 @@ from starlette.exceptions import HTTPException
 from toxiguard.labels import LABELS
 from toxiguard.monitoring import store
 from toxiguard.monitoring.feedback import FeedbackItem, logged_predictions, store_feedback
+from toxiguard.serving.schemas import Label
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MAX_INDEX = 2**31 - 1  # the store's INTEGER column
-Label = Literal["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 
 
 class FeedbackRequest(BaseModel):

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from toxiguard.errors import ModelNotFoundError, ToxiguardError
+from toxiguard.errors import ModelNotFoundError, ToxiguardError, redact
 from toxiguard.labels import LABELS
 from toxiguard.models.package import ModelPackage
 from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
 from toxiguard.registry.versions import champion_version
-from toxiguard.settings import Settings, redact_uri
+from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def registry_client_environment(settings: Settings) -> dict[str, str]:
 
 def _short(error: BaseException) -> str:
     """Return the first line of an error, cut to a readable length."""
-    text = str(error).strip().splitlines()
+    text = redact(str(error)).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:300] if text else ''}"
 
 
@@ -317,6 +317,6 @@ class Predictor:
         current = self._current
         return {
             "model": current.describe() if current else None,
-            "registry": {"uri": redact_uri(self.settings.tracking_uri), **registry},
+            "registry": {"uri": redact(self.settings.tracking_uri), **registry},
             "swaps": self.swaps,
         }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from toxiguard.labels import LABELS
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+#: A label name, as an enum in the OpenAPI schema.
+Label = Literal["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 
 
 class PredictRequest(BaseModel):
@@ -109,10 +111,11 @@ class Readiness(BaseModel):
 
     ready: bool
     status: str = Field(description="'ready', 'degraded' (serving, with a problem) or 'not ready'.")
-    problems: list[str]
-    model: dict[str, Any] | None
-    registry: dict[str, Any]
-    prediction_log: dict[str, Any] | None
+    # The details below are left out, when API keys are set, for a request without a key.
+    problems: list[str] | None = None
+    model: dict[str, Any] | None = None
+    registry: dict[str, Any] | None = None
+    prediction_log: dict[str, Any] | None = None
 
 
 class ErrorBody(BaseModel):

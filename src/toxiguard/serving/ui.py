@@ -20,6 +20,7 @@ import pandas as pd
 from toxiguard.data.readers import read_comments
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
+from toxiguard.models.explain import Explanation, explain
 from toxiguard.monitoring.dashboard import PANEL_TITLES, monitoring_panels
 from toxiguard.serving.batch_scoring import with_scores
 from toxiguard.serving.middleware import new_request_id
@@ -49,6 +50,9 @@ CSS = """
 .tg-flag { color: #b91c1c; font-size: 12px; letter-spacing: 0.05em; }
 .tg-value { font-variant-numeric: tabular-nums; text-align: right; }
 .tg-verdict { margin-top: 6px; }
+.tg-why { margin-top: 12px; font-size: 15px; line-height: 1.7; }
+.tg-why-label { font-weight: 600; margin-top: 6px; }
+.tg-why mark { background: rgba(220, 38, 38, var(--tg-weight)); border-radius: 3px; }
 """
 
 
@@ -75,6 +79,41 @@ def scores_html(probabilities: Any, flags: Any, thresholds: Any) -> str:
     return f'<div class="tg-scores">{"".join(rows)}<div class="tg-verdict">{verdict}</div></div>'
 
 
+def highlighted_html(explanation: Explanation, flags: Any) -> str:
+    """Return the comment once per flagged label (the top label if none is), with the words that
+    raised that label's score marked, darker for more."""
+    columns = [i for i, hit in enumerate(flags) if hit] or [
+        int(np.argmax(explanation.probabilities))
+    ]
+    sections = []
+    for column in columns:
+        values = explanation.contributions[:, column]
+        strongest = float(values.max()) if len(values) else 0.0
+        parts, position = [], 0
+        for token, value in zip(explanation.tokens, values, strict=True):
+            parts.append(html.escape(explanation.text[position : token.begin]))
+            word = html.escape(token.text)
+            if value > 0 and strongest > 0:
+                weight = 0.15 + 0.7 * float(value) / strongest
+                word = (
+                    f'<mark data-contribution="{float(value):.6f}" '
+                    f'style="--tg-weight:{weight:.2f}">{word}</mark>'
+                )
+            parts.append(word)
+            position = token.end
+        parts.append(html.escape(explanation.text[position:]))
+        label = LABELS[column]
+        sections.append(
+            f'<div class="tg-why-label">{label}</div>'
+            f'<div class="tg-why-text" data-label="{label}">{"".join(parts)}</div>'
+        )
+    note = "flagged" if any(flags) else "highest-scoring, not flagged"
+    return (
+        f'<div class="tg-why"><strong>Words behind the {note} label(s)</strong> '
+        f"({html.escape(explanation.method)}){''.join(sections)}</div>"
+    )
+
+
 def model_markdown(state: ServingState) -> str:
     """Return one line naming the served model and its version."""
     loaded = state.predictor.current
@@ -99,7 +138,8 @@ def build_ui(state: ServingState) -> gr.Blocks:
         state.record(new_request_id(), "ui", [text], result)
         thresholds = result.model.model.thresholds
         body = scores_html(result.probabilities[0], result.flags[0], thresholds)
-        return body, model_markdown(state)
+        explanation = explain(result.model.model.model, text)
+        return body + highlighted_html(explanation, result.flags[0]), model_markdown(state)
 
     def score_csv(path: str | None, column: str) -> tuple[str, str, str]:
         if not path:

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from joblib import Parallel, delayed
-from scipy.special import expit, logit
+from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import ComplementNB
@@ -29,92 +29,20 @@ from toxiguard.errors import ModelNotFoundError, ToxiguardError
 from toxiguard.features.tfidf import FEATURE_DEFAULTS, TfidfFeaturizer
 from toxiguard.models.base import FloatArray, LabelArray, ToxicityModel
 from toxiguard.models.metrics import label_roc_aucs
+from toxiguard.models.tfidf.classifiers import (
+    Columns,
+    ConstantClassifier,
+    LogitHead,
+    NBLogistic,
+    stack_logits,
+    stacked_logistic_head,
+)
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE: Final = "linear.joblib"
 CLASS_WEIGHTS: Final = (None, "balanced")
 SOLVERS: Final = ("lbfgs", "liblinear")
-
-
-class ConstantClassifier:
-    """Stands in for a label with one class only in the training data: predicts its rate."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-
-    def predict_proba(self, features: Any) -> FloatArray:
-        """Return (n, 2) probabilities of the negative and the positive class."""
-        n = features.shape[0]
-        return np.column_stack([np.full(n, 1 - self.rate), np.full(n, self.rate)])
-
-
-class NBLogistic:
-    """NB-SVM (Wang & Manning 2012): logistic regression on NB log-count-ratio scaled features."""
-
-    def __init__(self, alpha: float, classifier: LogisticRegression) -> None:
-        self.alpha = alpha
-        self.classifier = classifier
-        self.ratios: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
-
-    def _scale(self, features: sp.csr_matrix) -> sp.csr_matrix:
-        """Return the features multiplied column-wise by the log-count ratios."""
-        scaled = sp.csr_matrix(features, dtype=np.float32, copy=True)
-        scaled.data *= self.ratios[scaled.indices]
-        return scaled
-
-    def fit(self, features: sp.csr_matrix, target: npt.NDArray[np.int_]) -> Self:
-        """Compute the log-count ratios r, then fit on the scaled features; return self.
-
-        r = log(f(1) / f(0)) with f(c) = (alpha + sum of the rows of class c) / (alpha + rows of
-        class c): the mean feature value per class, smoothed (the Kaggle kernel's form; dividing
-        by the row count, not by the L1 norm of the sums, scored 0.007 higher on validation).
-        """
-        positive = target == 1
-        sums = (features[positive].sum(axis=0), features[~positive].sum(axis=0))
-        means = [
-            (np.asarray(total).ravel() + self.alpha) / (rows + self.alpha)
-            for total, rows in zip(sums, (positive.sum(), (~positive).sum()), strict=True)
-        ]
-        ratios = np.log(means[0] / means[1])
-        self.ratios = ratios.astype(np.float32)
-        self.classifier.fit(self._scale(features), target)
-        return self
-
-    def predict_proba(self, features: sp.csr_matrix) -> FloatArray:
-        """Return (n, 2) class probabilities."""
-        proba: FloatArray = self.classifier.predict_proba(self._scale(features))
-        return proba
-
-
-def stacked_logistic_head(estimators: Sequence[Any]) -> tuple[FloatArray, FloatArray] | None:
-    """Return (weights (d, labels), biases) such that sigmoid(X @ weights + biases) gives every
-    label's positive probability, when each label is a binary (NB-)logistic regression or a
-    constant; None otherwise (e.g. calibrated SVMs, naive Bayes).
-
-    One sparse-dense product then scores all labels: for a single comment, the per-label
-    `predict_proba` calls spend most of their time in scikit-learn's input checks.
-    """
-    weights: list[FloatArray] = []
-    biases: list[float] = []
-    for estimator in estimators:
-        classifier = estimator.classifier if isinstance(estimator, NBLogistic) else estimator
-        if isinstance(classifier, LogisticRegression) and classifier.coef_.shape[0] == 1:
-            coef = classifier.coef_[0].astype(np.float64)
-            if isinstance(estimator, NBLogistic):
-                coef = coef * estimator.ratios.astype(np.float64)
-            weights.append(coef)
-            biases.append(float(classifier.intercept_[0]))
-        elif isinstance(estimator, ConstantClassifier):
-            weights.append(np.zeros(0))  # filled in below, once the width is known
-            biases.append(float(logit(estimator.rate)))  # +-inf for a rate of 1 or 0
-        else:
-            return None
-    width = max((len(w) for w in weights), default=0)
-    if width == 0:  # constants only: nothing to stack
-        return None
-    matrix = np.column_stack([w if len(w) else np.zeros(width) for w in weights])
-    return matrix, np.asarray(biases, dtype=np.float64)
 
 
 class LinearTextModel(ToxicityModel):
@@ -213,7 +141,7 @@ class LinearTextModel(ToxicityModel):
             if auc is not None:
                 logger.info("%s: validation ROC-AUC %s %.4f", self.family, label, auc)
 
-    def _featurizer(self) -> TfidfFeaturizer:
+    def fitted_featurizer(self) -> TfidfFeaturizer:
         """Return the fitted featurizer, or raise ToxiguardError before `fit`."""
         featurizer: TfidfFeaturizer | None = getattr(self, "featurizer_", None)
         if featurizer is None:
@@ -222,19 +150,33 @@ class LinearTextModel(ToxicityModel):
 
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
         """Return an (n, 6) float64 array of probabilities in label order."""
-        featurizer = self._featurizer()
+        featurizer = self.fitted_featurizer()
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float64)
-        features = featurizer.transform(texts)
+        return self.proba_of_features(featurizer.transform(texts))
+
+    def proba_of_features(self, features: sp.csr_matrix) -> FloatArray:
+        """Return the (n, 6) probabilities of featurized rows, as `predict_proba` computes them."""
         if self.head_ is not None:
             weights, biases = self.head_
             return np.asarray(expit(features @ weights + biases), dtype=np.float64)
         columns = [estimator.predict_proba(features)[:, 1] for estimator in self.estimators_]
         return np.clip(np.column_stack(columns).astype(np.float64), 0.0, 1.0)
 
+    def logit_terms(self, columns: Columns) -> LogitHead | None:
+        """Return (weights (len(columns), 6), biases (6,)) such that each label's logit is
+        features[:, columns] @ weights + biases for rows whose features lie in `columns`; None
+        when a label's classifier is not linear (`classifiers.logit_weights`: for tfidf-svm, the
+        calibration folds' mean calibrated logit)."""
+        featurizer = self.fitted_featurizer()
+        if self.head_ is not None:
+            weights, biases = self.head_
+            return weights[columns], biases
+        return stack_logits(self.estimators_, featurizer.n_features, columns)
+
     def save_state(self, directory: Path) -> None:
         """Write the featurizer and the per-label classifiers into one joblib file."""
-        featurizer = self._featurizer()
+        featurizer = self.fitted_featurizer()
         state = {"featurizer": featurizer, "estimators": self.estimators_}
         joblib.dump(state, directory / STATE_FILE, compress=3)
 
