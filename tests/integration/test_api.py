@@ -192,6 +192,18 @@ def test_oversized_body_is_refused_before_reading(server: ServerProcess) -> None
     )
     assert response.status_code == 413
     assert "over the limit" in response.json()["error"]["message"]
+    # Streamed in chunks, without a Content-Length, the body is cut off at the limit: also 413.
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(big), 65_536):
+            yield big[start : start + 65_536]
+
+    streamed = httpx.post(
+        f"{server.url}/v1/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in streamed.request.headers
+    assert streamed.status_code == 413, streamed.text
+    assert "over the limit" in streamed.json()["error"]["message"]
 
 
 def test_wrong_method_and_unknown_path_are_json(server: ServerProcess) -> None:

@@ -64,8 +64,15 @@ _STATUS_CODES = {
 }
 
 
-class _BodyTooLargeError(Exception):
-    """The body streamed in is bigger than the limit."""
+class _BodyTooLargeError(HTTPException):
+    """The body streamed in (chunked, without Content-Length) is bigger than the limit.
+
+    An HTTPException, because FastAPI turns any other error raised while it reads a body into
+    a 400 ("error parsing the body"); this one it re-raises, and it is answered as a 413.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over the limit of {limit} bytes")
 
 
 def new_request_id() -> str:
@@ -172,7 +179,7 @@ class ServingMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLargeError
+                    raise _BodyTooLargeError(self.max_body_bytes)
             return message
 
         try:

@@ -213,7 +213,7 @@ class _Trainer:
         directory = self.checkpoint_dir
         if directory is None or not has_checkpoint(directory):
             return
-        saved = torch.load(directory / LATEST / TRAINER_FILE, map_location="cpu")
+        saved = torch.load(directory / LATEST / TRAINER_FILE, map_location="cpu", weights_only=True)
         if saved["fingerprint"] != self.fingerprint:
             raise CheckpointError(
                 f"{directory}: checkpoint was made for {saved['fingerprint']}, "
