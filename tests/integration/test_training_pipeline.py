@@ -219,6 +219,32 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert "train.csv" in missing_columns.stderr
 
 
+def test_data_that_cannot_train_is_refused_before_anything_is_registered(
+    tmp_path: Path,
+) -> None:
+    from toxiguard.data.demo import make_demo_corpus
+    from toxiguard.registry.versions import list_versions
+    from toxiguard.settings import get_settings
+
+    all_threats = make_demo_corpus(n_rows=400)
+    all_threats["threat"] = 1  # a broken column: a model of it would flag every comment
+    broken = tmp_path / "broken.csv"
+    all_threats.to_csv(broken, index=False)
+    header_and_one_row = tmp_path / "one.csv"
+    make_demo_corpus(n_rows=100).head(1).to_csv(header_and_one_row, index=False)
+    for args, expected in (
+        (("data", "validate", str(broken)), "every row has threat=1 (400 of 400)"),
+        (("train", "--data", str(broken), "-m", "complement-nb"), "every row has threat=1"),
+        (("data", "validate", str(header_and_one_row)), "at least 50 are needed"),
+        (("train", "--data", str(header_and_one_row)), "1 rows are too few"),
+    ):
+        completed = _cli(*args)
+        assert completed.returncode == 2, (args, completed.stdout, completed.stderr)
+        assert expected in " ".join(completed.stderr.split()), (args, completed.stderr)
+        assert "Traceback" not in completed.stderr
+    assert list_versions(get_settings()) == []  # nothing was registered
+
+
 def test_run_trains_on_the_demo_corpus_when_no_kaggle_file(tmp_path: Path) -> None:
     completed = _cli("run", "--no-stack", "--data-dir", str(tmp_path / "raw"), cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -27,10 +27,25 @@ def data_validate(
         ),
     ],
 ) -> None:
-    """Validate a labelled file and summarise it; exit 2 with every problem found."""
+    """Validate a labelled file and summarise it; exit 2 with every problem found.
+
+    Besides the file's own rules, it must be able to train a model: enough rows to split, and
+    every label with both classes.
+    """
+    from toxiguard.data.trainability import dataset_problems
     from toxiguard.data.validation import label_matrix, load_dataset
+    from toxiguard.errors import DataValidationError
 
     dataset = load_dataset(path)
+    settings = get_settings()
+    problems = dataset_problems(
+        dataset.frame,
+        dataset.source,
+        validation_size=settings.validation_size,
+        test_size=settings.test_size,
+    )
+    if problems:
+        raise DataValidationError(problems)
     table = Table(title=f"{dataset.source}: valid", show_edge=False)
     table.add_column("label")
     table.add_column("positives", justify="right")

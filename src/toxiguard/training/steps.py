@@ -14,7 +14,9 @@ import numpy.typing as npt
 from matplotlib.figure import Figure
 
 from toxiguard.data.splits import Splits, save_splits, split_dataset
+from toxiguard.data.trainability import dataset_problems, split_problems
 from toxiguard.data.validation import Dataset, label_matrix, load_dataset, text_hashes
+from toxiguard.errors import DataValidationError
 from toxiguard.labels import TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
 from toxiguard.models.blend import DEFAULT_MEMBERS, BlendModel
@@ -63,16 +65,22 @@ class Evaluation:
 
 
 def prepare_data(data_path: str | Path, settings: Settings) -> PreparedData:
-    """Return the validated dataset and its seeded split, saved as parquet under the home."""
+    """Return the validated dataset and its seeded split, saved as parquet under the home.
+
+    Raises DataValidationError, before anything is fitted or registered, when the data cannot
+    train a model (`data.trainability`: too few rows, a label of one class only).
+    """
     dataset = load_dataset(data_path)
     for rule, count in dataset.dropped.items():
         logger.info("dropped %d rows by rule: %s", count, rule)
-    splits = split_dataset(
-        dataset.frame,
-        seed=settings.seed,
-        validation_size=settings.validation_size,
-        test_size=settings.test_size,
-    )
+    sizes = {"validation_size": settings.validation_size, "test_size": settings.test_size}
+    problems = dataset_problems(dataset.frame, dataset.source, **sizes)
+    if problems:
+        raise DataValidationError(problems)
+    splits = split_dataset(dataset.frame, seed=settings.seed, **sizes)
+    problems = split_problems(splits, dataset.source)
+    if problems:
+        raise DataValidationError(problems)
     splits_dir = save_splits(splits, settings.splits_dir / splits.fingerprint[:16])
     logger.info(
         "split %d rows into %d train / %d validation / %d test (fingerprint %s)",
