@@ -158,6 +158,7 @@ class ServerProcess:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    api_key: str | None = None  # the first of its TOXIGUARD_API_KEYS, sent to /ready
 
     def log(self) -> str:
         """Return what the server wrote so far."""
@@ -165,7 +166,8 @@ class ServerProcess:
 
     def ready(self) -> dict[str, Any]:
         """Return the /ready body."""
-        body: dict[str, Any] = httpx.get(f"{self.url}/ready", timeout=10).json()
+        headers = {"X-API-Key": self.api_key} if self.api_key else {}
+        body: dict[str, Any] = httpx.get(f"{self.url}/ready", headers=headers, timeout=10).json()
         return body
 
     def wait_for_log_flush(self, timeout: float = 60.0) -> dict[str, Any]:
@@ -219,7 +221,8 @@ def start_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = ServerProcess(url, process, log_path)
+    keys = [key.strip() for key in (overrides or {}).get("TOXIGUARD_API_KEYS", "").split(",")]
+    server = ServerProcess(url, process, log_path, api_key=next((k for k in keys if k), None))
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while True:
         try:

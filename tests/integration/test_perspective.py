@@ -168,7 +168,7 @@ def test_do_not_store_logs_scores_without_the_text(
         }
         client.comments().analyze(body=body).execute()
     server.wait_for_log_flush()
-    engine = store.make_engine(store.database_url(registry))
+    engine = store.make_engine(f"sqlite:///{registry.home / 'monitoring.db'}")  # the server's store
     rows = store.read_predictions(engine)
     perspective = rows[rows["source"] == "perspective"]
     assert stored in set(perspective["text"].dropna())
@@ -193,7 +193,7 @@ def test_suggested_scores_reach_the_feedback_store_and_live_quality(
     answer = client.comments().suggestscore(body=body).execute()
     assert answer == {"requestedLanguages": ["en"], "clientToken": "suggest-1"}
     server.wait_for_log_flush()
-    engine = store.make_engine(store.database_url(registry))
+    engine = store.make_engine(f"sqlite:///{registry.home / 'monitoring.db'}")  # the server's store
     with engine.connect() as connection:
         rows = connection.execute(
             select(feedback).where(feedback.c.community_id == "forum-7")
