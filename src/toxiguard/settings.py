@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -314,6 +315,13 @@ class Settings(BaseSettings):
     def api_key_list(self) -> list[str]:
         """Return the configured API keys (empty: the API is open)."""
         return [key.strip() for key in (self.api_keys or "").split(",") if key.strip()]
+
+    def accepts_api_key(self, key: str | None) -> bool:
+        """Return whether `key` is one of the configured API keys (compared in constant time)."""
+        if key is None:
+            return False
+        given = key.encode()
+        return any(secrets.compare_digest(given, known.encode()) for known in self.api_key_list)
 
     @property
     def model_cache_dir(self) -> Path:

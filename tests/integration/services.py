@@ -183,6 +183,44 @@ class ServerProcess:
             time.sleep(0.2)
 
 
+def fuzz_status_codes(
+    server: ServerProcess,
+    max_examples: int,
+    *,
+    path_regex: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> list[int]:
+    """Send schemathesis' valid and invalid requests for the server's OpenAPI operations (those
+    whose path matches `path_regex`, if given); assert none gets a 5xx; return the statuses."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+
+    schema: Any = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    if path_regex is not None:
+        schema = schema.include(path_regex=path_regex)
+    strategy = schema.as_strategy(generation_mode=GenerationMode.POSITIVE) | schema.as_strategy(
+        generation_mode=GenerationMode.NEGATIVE
+    )
+    seen: list[int] = []
+
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(case=strategy)
+    def check(case: Any) -> None:
+        response = case.call(base_url=server.url, headers=dict(headers or {}), timeout=30)
+        seen.append(response.status_code)
+        assert response.status_code < 500, (case.path, case.body, response.text[:500])
+
+    check()
+    return seen
+
+
 def server_environment(home: Path, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return the environment of a server process: no inherited toxiguard/MLflow settings."""
     env = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -64,18 +63,10 @@ def _api_key_dependency(settings: Settings) -> Any:
                 f"missing API key: send one in the {API_KEY_HEADER} header or the "
                 f"'{API_KEY_QUERY}' query parameter",
             )
-        if not _known_key(settings, key):
+        if not settings.accepts_api_key(key):
             raise HTTPException(401, "invalid API key")
 
     return check
-
-
-def _known_key(settings: Settings, key: str | None) -> bool:
-    """Return whether `key` is one of the configured API keys (in constant time per key)."""
-    given = (key or "").encode()
-    return key is not None and any(
-        secrets.compare_digest(given, known.encode()) for known in settings.api_key_list
-    )
 
 
 def _model_info(state: ServingState) -> schemas.ModelInfo:
@@ -221,7 +212,7 @@ def create_app(state: ServingState) -> FastAPI:
         readiness = _readiness(state)
         body = readiness.model_dump()
         key = request.headers.get(API_KEY_HEADER) or request.query_params.get(API_KEY_QUERY)
-        if settings.api_key_list and not _known_key(settings, key):
+        if settings.api_key_list and not settings.accepts_api_key(key):
             body = {"ready": readiness.ready, "status": readiness.status}
         return JSONResponse(body, status_code=200 if readiness.ready else 503)
 

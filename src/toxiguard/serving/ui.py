@@ -8,7 +8,6 @@ Gradio is the optional 'ui' extra: the API imports this module only when it is i
 from __future__ import annotations
 
 import html
-import secrets
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,7 +242,7 @@ def mount_ui(app: FastAPI, state: ServingState, path: str) -> None:
     keys = state.settings.api_key_list
 
     def check(_user: str, password: str) -> bool:
-        return any(secrets.compare_digest(password.encode(), key.encode()) for key in keys)
+        return state.settings.accepts_api_key(password)
 
     downloads = state.settings.resolved_home / "serving" / "ui-downloads"
     gr.mount_gradio_app(

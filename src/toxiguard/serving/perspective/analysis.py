@@ -151,11 +151,14 @@ def _score(value: float) -> Score:
 
 def analyze_response(
     request: AnalyzeCommentRequest,
+    wanted: Sequence[RequestedAttribute],
+    languages: list[str],
     text: str,
     spans: Sequence[tuple[int, int]],
     probabilities: npt.NDArray[np.float64],
 ) -> AnalyzeCommentResponse:
-    """Return the response for the scores of the comment (row 0) and of its spans (rows 1...).
+    """Return the response for the scores of the comment (row 0) and of its spans (rows 1...),
+    for the attributes and languages already checked (`requested_attributes`, `checked_languages`).
 
     With one span (the whole comment) row 0 scores it. Scores below an attribute's
     scoreThreshold are left out: the attribute entirely when its summary score is below it.
@@ -163,22 +166,22 @@ def analyze_response(
     units = Utf16Offsets(text)
     span_rows = probabilities[1:] if len(spans) > 1 else probabilities[:1]
     scores: dict[str, AttributeScores] = {}
-    for wanted in requested_attributes(request):
-        floor = wanted.threshold if wanted.threshold is not None else -1.0
-        summary = float(probabilities[0, wanted.column])
+    for attribute in wanted:
+        floor = attribute.threshold if attribute.threshold is not None else -1.0
+        summary = float(probabilities[0, attribute.column])
         if summary < floor:
             continue
         span_scores = [
-            SpanScore(begin=units(begin), end=units(end), score=_score(row[wanted.column]))
+            SpanScore(begin=units(begin), end=units(end), score=_score(row[attribute.column]))
             for (begin, end), row in zip(spans, span_rows, strict=True)
-            if row[wanted.column] >= floor
+            if row[attribute.column] >= floor
         ]
-        scores[wanted.name] = AttributeScores(
+        scores[attribute.name] = AttributeScores(
             summary_score=_score(summary), span_scores=span_scores
         )
     return AnalyzeCommentResponse(
         attribute_scores=scores,
-        languages=checked_languages(request.languages),
+        languages=languages,
         client_token=request.client_token,
     )
 

@@ -41,7 +41,6 @@ from toxiguard.serving.state import ServingState
 
 #: Response header naming the model version behind the scores (Perspective's body has no field).
 MODEL_VERSION_HEADER = "X-Toxiguard-Model-Version"
-_TAGS: list[str | Any] = ["perspective"]
 
 
 def _refusal(error: InvalidArgument, request: Request) -> JSONResponse:
@@ -55,7 +54,7 @@ def perspective_router(
 ) -> APIRouter:
     """Return the router with POST /v1alpha1/comments:analyze and comments:suggestscore."""
     settings = state.settings
-    router = APIRouter(prefix=f"/{API_VERSION}", tags=_TAGS, dependencies=dependencies)
+    router = APIRouter(prefix=f"/{API_VERSION}", tags=["perspective"], dependencies=dependencies)
 
     @router.post(
         "/comments:analyze",
@@ -66,8 +65,8 @@ def perspective_router(
     async def analyze(body: AnalyzeCommentRequest, request: Request, response: Response) -> Any:
         """Score a comment for Perspective attributes (per sentence with spanAnnotations)."""
         try:
-            requested_attributes(body)
-            checked_languages(body.languages)
+            wanted = requested_attributes(body)
+            languages = checked_languages(body.languages)
             text = checked_text(body.comment, settings.max_text_chars)
         except InvalidArgument as error:
             return _refusal(error, request)
@@ -83,7 +82,7 @@ def perspective_router(
             request_id, "perspective", [text], comment_only, store_texts=not body.do_not_store
         )
         response.headers[MODEL_VERSION_HEADER] = str(result.model.version)
-        return analyze_response(body, text, spans, result.probabilities)
+        return analyze_response(body, wanted, languages, text, spans, result.probabilities)
 
     @router.post(
         "/comments:suggestscore",
@@ -115,7 +114,7 @@ def perspective_router(
 
 def discovery_router(public_url: str | None) -> APIRouter:
     """Return the open routes serving the discovery document (both of Google's URL forms)."""
-    router = APIRouter(tags=_TAGS)
+    router = APIRouter(tags=["perspective"])
 
     def document(request: Request) -> dict[str, Any]:
         return discovery_document(public_url or str(request.base_url))

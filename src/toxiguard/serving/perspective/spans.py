@@ -43,9 +43,4 @@ class Utf16Offsets:
         return self._units[index]
 
 
-def utf16_length(text: str) -> int:
-    """Return the text's length in UTF-16 code units."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
-
-
-__all__ = ["Utf16Offsets", "sentence_spans", "utf16_length"]
+__all__ = ["Utf16Offsets", "sentence_spans"]
