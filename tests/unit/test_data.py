@@ -290,6 +290,24 @@ def test_bad_utf8_names_the_data_row_not_the_line(tmp_path: Path) -> None:
     assert "line 5" in message
 
 
+def test_every_bad_utf8_row_is_reported_and_the_other_rows_still_checked(tmp_path: Path) -> None:
+    rows = [row[:] for row in ROWS]
+    rows[3][2] = 7  # a bad label in a row that decodes
+    text = csv_text(rows).encode().replace(b"NA", b"N\xff").replace(b"idiot", b"idi\xe9\xe9t")
+    (tmp_path / "train.csv").write_bytes(text)
+    _message, error = problems_of(tmp_path / "train.csv")
+    utf8, label = error.problems
+    assert utf8.rows == (2, 3)
+    offsets = [text.index(b"\xe9"), text.index(b"\xe9") + 1, text.index(b"\xff")]
+    for offset in offsets:
+        assert f"byte offset {offset}" in utf8.message
+    assert label.rows == (4,) and label.column == "toxic" and "found 7" in label.message
+    # Training reads strictly: the same file is refused with the same rows named.
+    with pytest.raises(DataValidationError) as caught:
+        read_comments(tmp_path / "train.csv")
+    assert caught.value.problems[0].rows == (2, 3)
+
+
 def test_bad_utf8_in_gzip_and_in_header(tmp_path: Path) -> None:
     text = csv_text(ROWS).encode()
     (tmp_path / "train.csv.gz").write_bytes(gzip.compress(text.replace(b"idiot", b"idi\xe9t")))

@@ -12,6 +12,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pyarrow import parquet
 
-from toxiguard.errors import DataValidationError
+from toxiguard.errors import DataValidationError, Problem
 from toxiguard.labels import TEXT_COLUMN
 
 SUPPORTED = ".csv, .csv.zip, .csv.gz, .parquet"
@@ -79,40 +80,100 @@ def raw_bytes(path: Path, kind: str) -> bytes:
             raise DataValidationError.single(path, f"cannot read file: {error}") from error
 
 
-def decode_utf8(path: Path, data: bytes) -> str:
-    """Return the bytes decoded as UTF-8, or raise naming the data row and byte that fail."""
+#: Bad bytes named one by one in a message (all their rows are listed).
+SHOWN_BAD_BYTES = 5
+
+
+@dataclass(frozen=True)
+class DecodedText:
+    """A file's text with undecodable bytes replaced (U+FFFD), and where those bytes were."""
+
+    text: str
+    bad_rows: tuple[int, ...]  # 1-based data rows holding an undecodable byte
+    problem: Problem | None  # all of them in one finding; None when the file is valid UTF-8
+
+
+def _bad_offsets(data: bytes) -> list[int]:
+    """Return the offsets of every byte that does not decode as UTF-8."""
+    offsets: list[int] = []
+    start = 0
+    while True:
+        try:
+            data[start:].decode("utf-8")
+            return offsets
+        except UnicodeDecodeError as error:
+            offsets.append(start + error.start)
+            start += error.end
+
+
+def _record_of_lines(text: str) -> list[int]:
+    """Return, for each physical line (0-based), the 0-based CSV record it belongs to."""
+    records: list[int] = []
+    reader = csv.reader(io.StringIO(text))
+    for record, _ in enumerate(reader):
+        records.extend([record] * (reader.line_num - len(records)))
+    return records
+
+
+def decode_utf8(path: Path, data: bytes) -> DecodedText:
+    """Return the bytes decoded as UTF-8, naming every data row and byte offset that fail.
+
+    Undecodable bytes become U+FFFD, so the rows that do decode can still be checked; a bad
+    byte in the header raises at once (without it no column can be found).
+    """
     offset = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[offset:].decode("utf-8")
-    except UnicodeDecodeError as error:
-        prefix = data[offset : offset + error.start].decode("utf-8")
-        records = len(list(csv.reader(io.StringIO(prefix + "x"))))
-        bad = data[offset + error.start]
-        where = f"line {prefix.count(chr(10)) + 1}, byte offset {offset + error.start}"
-        message = f"not valid UTF-8: byte 0x{bad:02x} cannot be decoded ({where}); save as UTF-8"
-        if records <= 1:
-            raise DataValidationError.single(path, f"header is {message}") from error
-        raise DataValidationError.single(path, message, rows=[records - 1]) from error
+    body = data[offset:]
+    bad = _bad_offsets(body)
+    if not bad:
+        return DecodedText(body.decode("utf-8"), (), None)
+    text = body.decode("utf-8", errors="replace")
+    newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n"))
+    lines = np.searchsorted(newlines, bad)  # 0-based physical line of each bad byte
+    record_of_line = _record_of_lines(text)
+    records = [record_of_line[min(line, len(record_of_line) - 1)] for line in lines]
+    where = [
+        f"byte 0x{body[b]:02x} at line {line + 1}, byte offset {offset + b}"
+        for b, line in zip(bad[:SHOWN_BAD_BYTES], lines, strict=False)
+    ]
+    more = f" (+{len(bad) - SHOWN_BAD_BYTES} more)" if len(bad) > SHOWN_BAD_BYTES else ""
+    message = f"not valid UTF-8: {'; '.join(where)}{more}; save as UTF-8"
+    if records[0] == 0:
+        raise DataValidationError.single(path, f"header is {message}")
+    rows = tuple(sorted(set(records)))  # record 1 is data row 1
+    return DecodedText(text, rows, Problem(str(path), None, rows, message))
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Return a file as a frame: CSV cells as str ('NA' stays text), parquet in its own types."""
+def read_table_leniently(path: Path) -> tuple[pd.DataFrame, DecodedText | None]:
+    """Return a file as a frame, undecodable bytes replaced, and what was found undecodable.
+
+    CSV cells come as str ('NA' stays text), parquet in its own types (its decoding is None).
+    """
     kind = kind_of(path)
     if not path.is_file():
         raise DataValidationError.single(path, "file not found")
     if kind == "parquet":
         try:
-            return pd.read_parquet(path)
+            return pd.read_parquet(path), None
         except Exception as error:  # pyarrow raises several unrelated types for a bad file
             raise DataValidationError.single(path, f"cannot read parquet: {error}") from error
-    text = decode_utf8(path, raw_bytes(path, kind))
+    decoded = decode_utf8(path, raw_bytes(path, kind))
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+        frame = pd.read_csv(
+            io.StringIO(decoded.text), dtype=str, keep_default_na=False, na_filter=False
+        )
     except pd.errors.EmptyDataError as error:
         raise DataValidationError.single(path, "file is empty") from error
     except (pd.errors.ParserError, ValueError) as error:
         raise DataValidationError.single(path, f"not a readable CSV: {error}") from error
-    return frame.fillna("")  # cells missing from short rows
+    return frame.fillna(""), decoded  # fillna: cells missing from short rows
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Return a file as a frame, or raise if any of it is not valid UTF-8 (all rows named)."""
+    frame, decoded = read_table_leniently(path)
+    if decoded is not None and decoded.problem is not None:
+        raise DataValidationError([decoded.problem])
+    return frame
 
 
 def as_text(values: pd.Series) -> pd.Series:
@@ -224,7 +285,9 @@ def _csv_chunks(file: Path, kind: str, chunk_size: int, text_column: str) -> Ite
                     yield _check_comments(chunk.fillna(""), file, text_column, first_row)
                     first_row += len(chunk)
         except UnicodeDecodeError:
-            decode_utf8(file, raw_bytes(file, kind))  # raises naming the exact row and byte
+            problem = decode_utf8(file, raw_bytes(file, kind)).problem  # names rows and bytes
+            if problem is not None:
+                raise DataValidationError([problem]) from None
             raise
         except (pd.errors.ParserError, OSError, EOFError, ValueError) as error:
             raise DataValidationError.single(file, f"cannot read CSV: {error}") from error

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from toxiguard.data.readers import as_text, read_table, stem_of
+from toxiguard.data.readers import as_text, read_table, read_table_leniently, stem_of
 from toxiguard.errors import DataValidationError, Problem, ToxiguardError
 from toxiguard.labels import ID_COLUMN, LABELS, TEXT_COLUMN
 
@@ -192,17 +192,26 @@ def load_dataset(path: str | Path) -> Dataset:
     (the header is not counted). Columns other than id, comment_text and the labels are ignored.
     """
     file = _resolve(Path(path))
-    raw = _normalise(read_table(file))
+    table, decoded = read_table_leniently(file)
+    raw = _normalise(table)
     labels_file = None
     if stem_of(file) == "test" and not set(LABELS) <= set(raw.columns):
         labels_file = _first_existing(file.parent, TEST_LABEL_NAMES)
     if labels_file is not None:
+        if decoded is not None and decoded.problem is not None:
+            raise DataValidationError([decoded.problem])
         return _load_test_pair(file, raw, labels_file)
     problems = _missing_columns(raw, str(file), COLUMNS)
     if problems and stem_of(file) == "test":
         message = "no test_labels.csv(.zip/.gz/.parquet) beside it to join"
         problems.append(Problem(str(file), None, (), message))
-    problems += _check(raw, str(file), np.arange(1, len(raw) + 1))
+    rows = np.arange(1, len(raw) + 1)
+    readable = np.ones(len(raw), dtype=bool)
+    if decoded is not None and decoded.problem is not None:
+        # Every undecodable row in one finding; the other checks run on the rows that decode.
+        problems.append(decoded.problem)
+        readable = ~np.isin(rows, decoded.bad_rows)
+    problems += _check(raw[readable], str(file), rows[readable])
     if problems:
         raise DataValidationError(problems)
     return Dataset(frame=_finish(raw), source=str(file), dropped={}, rows_read=len(raw))
