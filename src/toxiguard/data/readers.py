@@ -12,6 +12,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -93,17 +94,30 @@ class DecodedText:
     problem: Problem | None  # all of them in one finding; None when the file is valid UTF-8
 
 
-def _bad_offsets(data: bytes) -> list[int]:
-    """Return the offsets of every byte that does not decode as UTF-8."""
+_BAD_OFFSETS: ContextVar[list[int]] = ContextVar("toxiguard_bad_utf8_offsets")
+_NOTE_BAD_BYTES = "toxiguard-note-bad-utf8"
+
+
+def _note_bad_bytes(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: note where an undecodable sequence starts, replace it by U+FFFD."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    _BAD_OFFSETS.get().append(error.start)
+    return "\ufffd", error.end
+
+
+def _decode_noting_bad_bytes(data: bytes) -> tuple[str, list[int]]:
+    """Return the bytes decoded (bad sequences as U+FFFD) and the offset of each bad sequence."""
+    # An error handler sees every bad sequence in one decoding pass: 0.13 s for 20 MB holding
+    # 5,000 of them, where decoding again after each error took 6.1 s (each error copies the
+    # rest of the input).
+    codecs.register_error(_NOTE_BAD_BYTES, _note_bad_bytes)  # idempotent; at use, not import
     offsets: list[int] = []
-    start = 0
-    while True:
-        try:
-            data[start:].decode("utf-8")
-            return offsets
-        except UnicodeDecodeError as error:
-            offsets.append(start + error.start)
-            start += error.end
+    token = _BAD_OFFSETS.set(offsets)
+    try:
+        return data.decode("utf-8", _NOTE_BAD_BYTES), offsets
+    finally:
+        _BAD_OFFSETS.reset(token)
 
 
 def _record_of_lines(text: str) -> list[int]:
@@ -123,10 +137,9 @@ def decode_utf8(path: Path, data: bytes) -> DecodedText:
     """
     offset = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     body = data[offset:]
-    bad = _bad_offsets(body)
+    text, bad = _decode_noting_bad_bytes(body)
     if not bad:
-        return DecodedText(body.decode("utf-8"), (), None)
-    text = body.decode("utf-8", errors="replace")
+        return DecodedText(text, (), None)
     newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n"))
     lines = np.searchsorted(newlines, bad)  # 0-based physical line of each bad byte
     record_of_line = _record_of_lines(text)
