@@ -130,11 +130,14 @@ def test_invalid_data_fails_and_keeps_the_champion(
     assert "champion" in versions[0]["aliases"]
 
 
-def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, cwd: Path | None = None, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
     toxiguard = Path(sys.executable).with_name("toxiguard")
+    env = _env() if columns is None else {**_env(), "COLUMNS": str(columns)}
     return subprocess.run(
         [str(toxiguard), *args],
-        env=_env(),
+        env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -144,9 +147,17 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 
 def test_cli_train_evaluate_predict_score(sample_csv: Path, tmp_path: Path) -> None:
-    trained = _cli("train", "--data", str(sample_csv), "--model", "tfidf-lr")
+    trained = _cli("train", "--data", str(sample_csv), "--model", "tfidf-lr", columns=80)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "champion: version 1" in trained.stdout
+    # Readable in an 80-column terminal: one line per model, the reason on a line of its own,
+    # and none of MLflow's own log lines or download bars (they come with --verbose).
+    lines = trained.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, trained.stdout
+    assert any(line.split()[:2] == ["tfidf-lr", "│"] for line in lines), trained.stdout
+    assert "v1 tfidf-lr: no champion yet" in trained.stdout
+    assert "Downloading artifacts" not in trained.stderr
+    assert "mlflow.store" not in trained.stderr
 
     report_path = tmp_path / "out.json"
     evaluated = _cli("evaluate", "--data", str(sample_csv), "--json", str(report_path))

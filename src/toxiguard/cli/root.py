@@ -16,6 +16,13 @@ from toxiguard.cli.common import error_console
 from toxiguard.errors import RedactSecrets, ToxiguardError
 from toxiguard.settings import OFFLINE_ENVIRONMENT
 
+#: What keeps MLflow's own handler (INFO lines, "Downloading artifacts" bars) off the console;
+#: `--verbose` lets them through.
+QUIET_ENVIRONMENT = {
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
 app = typer.Typer(
     help="toxiguard: multi-label toxic comment classification, from Kaggle files to a model.",
     no_args_is_help=True,
@@ -40,6 +47,9 @@ def configure(
     """Set up logging and the offline environment for every command."""
     for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+    if not verbose:
+        for key, value in QUIET_ENVIRONMENT.items():
+            os.environ.setdefault(key, value)
     handler = RichHandler(console=error_console, show_path=False, rich_tracebacks=True)
     handler.addFilter(RedactSecrets())  # no password of a tracking or database URI in any log line
     logging.basicConfig(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -12,6 +12,9 @@ from toxiguard.cli.common import console, settings_with
 from toxiguard.cli.orchestration import stack_up
 from toxiguard.labels import LABELS
 from toxiguard.settings import get_settings
+
+if TYPE_CHECKING:
+    from toxiguard.training.pipeline import TrainingResult
 
 commands = typer.Typer()
 data_app = typer.Typer(help="Check data files.", no_args_is_help=True)
@@ -123,16 +126,21 @@ def train(
         params["transformer"] = transformer_params
         params["blend"] = {"member_params": {"transformer": transformer_params}}
     result = run_training(data_path, model or None, settings, params)
-    table = Table(title=f"Training on {result.source}", show_edge=False)
-    for column in (
-        "model",
-        "version",
-        "test ROC-AUC",
-        "test PR-AUC",
-        "F1 macro (tuned)",
-        "fit s",
-        "decision",
-    ):
+    console.print(_results_table(result))
+    for item in result.models:  # reasons are sentences: on their own lines, not in a cell
+        console.print(f"v{item.version} {item.family}: {item.decision.reason}")
+    console.print(
+        f"data fingerprint {result.dataset_fingerprint[:12]}, "
+        f"split {result.splits_fingerprint[:12]} saved in {result.splits_dir}"
+    )
+    champion = result.champion_version
+    console.print(f"champion: version {champion}" if champion else "no champion")
+
+
+def _results_table(result: TrainingResult) -> Table:
+    """Return the per-model results as a table that fits 80 columns."""
+    table = Table(title=f"Training on {Path(result.source).name}", show_edge=False)
+    for column in ("model", "version", "ROC-AUC", "PR-AUC", "F1 tuned", "fit s", "decision"):
         table.add_column(column, justify="left" if column in ("model", "decision") else "right")
     for item in result.models:
         test = item.evaluation.test
@@ -143,15 +151,10 @@ def train(
             f"{test['mean_pr_auc']:.4f}",
             f"{test['f1_macro_tuned']:.4f}",
             f"{item.fit_seconds:.1f}",
-            item.decision.reason,
+            "promoted" if item.decision.promoted else "not promoted",
         )
-    console.print(table)
-    console.print(
-        f"data fingerprint {result.dataset_fingerprint[:12]}, "
-        f"split {result.splits_fingerprint[:12]} saved in {result.splits_dir}"
-    )
-    champion = result.champion_version
-    console.print(f"champion: version {champion}" if champion else "no champion")
+    table.caption = "test split scores (mean over labels)"
+    return table
 
 
 @commands.command()
