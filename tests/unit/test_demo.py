@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from toxiguard.data.demo import make_demo_corpus, write_demo_corpus
-from toxiguard.data.validation import fingerprint, load_dataset
+from toxiguard.data.splits import split_dataset
+from toxiguard.data.validation import fingerprint, load_dataset, text_hashes
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import ID_COLUMN, LABELS, TEXT_COLUMN
+from toxiguard.settings import Settings
 
 
 def test_same_seed_same_corpus_other_seed_other_corpus() -> None:
@@ -70,3 +72,18 @@ def test_bad_arguments() -> None:
         make_demo_corpus(10)
     with pytest.raises(ToxiguardError, match=r"\.csv or \.csv\.gz"):
         write_demo_corpus(Path("corpus.parquet"))
+
+
+def test_the_gate_can_compare_models_trained_on_the_demo() -> None:
+    # The gate compares a new version with the champion on test comments the champion was not
+    # trained or tuned on; on the default corpus and split there must be enough of them.
+    settings = Settings()
+    splits = split_dataset(
+        make_demo_corpus(),
+        seed=settings.seed,
+        validation_size=settings.validation_size,
+        test_size=settings.test_size,
+    )
+    seen = set(text_hashes([*splits.train[TEXT_COLUMN], *splits.validation[TEXT_COLUMN]]))
+    unseen = [h for h in text_hashes(list(splits.test[TEXT_COLUMN])) if h not in seen]
+    assert len(unseen) >= settings.promotion_min_test_rows

@@ -28,6 +28,9 @@ SUB_LABEL_SHARE = {
     "severe_toxic": 0.045,
 }
 HARD_NEGATIVE_SHARE = 0.12  # benign rows using words that also appear in toxic templates
+# Benign rows with a second sentence: without them 3,000 rows held 1,295 distinct texts, and the
+# promotion gate found only 103 test comments a champion had not seen (it needs 200).
+TWO_SENTENCE_SHARE = 0.6
 LABEL_NOISE = 0.01  # chance per row and label that the label is flipped
 
 NAMES = ["Alice", "Bob", "Carol", "Dmitri", "Esther", "Farid", "Grace", "Hiro", "Ines", "Jonas"]
@@ -148,7 +151,10 @@ def make_demo_corpus(n_rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     for row in range(n_rows):
         if not toxic[row]:
             pool = HARD_NEGATIVE if hard_negative[row] else BENIGN
-            texts.append(_fill(str(rng.choice(pool)), rng))
+            sentences = [_fill(str(rng.choice(pool)), rng)]
+            if rng.random() < TWO_SENTENCE_SHARE:
+                sentences.append(_fill(str(rng.choice(BENIGN)), rng))
+            texts.append(" ".join(sentences))
             continue
         active = [label for label in FRAGMENTS if label != "toxic" and labels[label][row]]
         parts = [_fill(str(rng.choice(FRAGMENTS[label])), rng) for label in active]
