@@ -94,6 +94,10 @@ class ModelNotFoundError(ToxiguardError):
     """No model where one was asked for (no champion yet, unknown version or family)."""
 
 
+class ModelIntegrityError(ToxiguardError):
+    """A saved model's files are not the ones it was saved with (changed, missing, foreign)."""
+
+
 class RegistryError(ToxiguardError):
     """The model registry refused or could not carry out an operation."""
 

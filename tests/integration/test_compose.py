@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.services import PostgresServer, missing
+from tests.processes import free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -20,6 +22,8 @@ PASSWORDS = {
     "POSTGRES_PASSWORD": "pg-test-7f3a",
     "GRAFANA_DB_PASSWORD": "gf-db-test-91c2",
     "GRAFANA_ADMIN_PASSWORD": "gf-admin-test-44d0",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-test-5be1",  # pragma: allowlist secret
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "mlflow-key-test-0c7e",  # pragma: allowlist secret
 }
 SERVICES = {"postgres", "mlflow", "prefect", "flows", "api", "grafana"}
 
@@ -44,7 +48,7 @@ def _config(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("POSTGRES_", "GRAFANA_", "TOXIGUARD_", "COMPOSE_"))
+        if not key.startswith(("POSTGRES_", "GRAFANA_", "TOXIGUARD_", "COMPOSE_", "MLFLOW_"))
     }
     return subprocess.run(
         [
@@ -181,3 +185,96 @@ def test_postgres_init_script_makes_the_databases_and_a_read_only_grafana_role(
         assert grafana.execute("SELECT count(*) FROM drift_runs").fetchone() == (1,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             grafana.execute("INSERT INTO drift_runs VALUES (2)")
+
+
+@pytest.mark.integration
+def test_mlflow_asks_for_a_login_that_the_toxiguard_services_send(
+    rendered: dict[str, Any],
+) -> None:
+    services = rendered["services"]
+    mlflow = services["mlflow"]
+    command = mlflow["command"]
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    environment = mlflow["environment"]
+    config = environment["MLFLOW_AUTH_CONFIG_PATH"]
+    mounts = {volume["target"]: volume for volume in mlflow["volumes"]}
+    assert mounts[config]["read_only"] is True
+    assert Path(mounts[config]["source"]) == REPO_ROOT / "deploy" / "mlflow" / "basic_auth.ini"
+    ini = (REPO_ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
+    auth_db = next(line for line in ini.splitlines() if line.startswith("database_uri"))
+    assert any(auth_db.split("sqlite:///", 1)[1].startswith(target) for target in mounts)
+    password = PASSWORDS["MLFLOW_TRACKING_PASSWORD"]
+    assert environment["MLFLOW_AUTH_ADMIN_USERNAME"] == "admin"
+    assert environment["MLFLOW_AUTH_ADMIN_PASSWORD"] == password
+    assert (
+        environment["MLFLOW_FLASK_SERVER_SECRET_KEY"] == PASSWORDS["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    )
+    for name in ("flows", "api"):
+        client = services[name]["environment"]
+        assert client["MLFLOW_TRACKING_USERNAME"] == "admin", name
+        assert client["MLFLOW_TRACKING_PASSWORD"] == password, name
+    # The health check stays on /health, which MLflow's auth app leaves open.
+    assert "/health" in " ".join(mlflow["healthcheck"]["test"])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_basic_auth_mlflow_server_refuses_requests_without_the_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from toxiguard.errors import RegistryError
+    from toxiguard.registry.versions import list_versions
+    from toxiguard.settings import Settings
+
+    ini = (REPO_ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
+    config = tmp_path / "basic_auth.ini"
+    config.write_text(
+        ini.replace("sqlite:////var/lib/mlflow/auth/", f"sqlite:///{tmp_path.resolve()}/")
+    )
+    password = PASSWORDS["MLFLOW_TRACKING_PASSWORD"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(
+        MLFLOW_AUTH_CONFIG_PATH=str(config),
+        MLFLOW_AUTH_ADMIN_USERNAME="admin",
+        MLFLOW_AUTH_ADMIN_PASSWORD=password,
+        MLFLOW_FLASK_SERVER_SECRET_KEY=PASSWORDS["MLFLOW_FLASK_SERVER_SECRET_KEY"],
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        MLFLOW_ENABLE_TELEMETRY="false",
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "basic-auth",
+        "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--artifacts-destination", str(tmp_path / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break  # the health check needs no login
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert httpx.get(search, timeout=10).status_code == 401
+        assert httpx.get(search, auth=("admin", password), timeout=10).status_code == 200
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        settings = Settings.model_validate({"home": tmp_path / "home", "mlflow_tracking_uri": url})
+        with pytest.raises(RegistryError, match="401"):
+            list_versions(settings)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        assert list_versions(settings) == []
+    finally:
+        stop_process(process, timeout=15.0)

@@ -150,7 +150,8 @@ def test_a_model_saved_in_the_old_layout_loads(corpus: pd.DataFrame, tmp_path: P
     _write_old_meta(directory, "tfidf-lr", old_params, thresholds)
     np.save(directory / SEEN_TEXTS_FILE, text_hashes(texts[:10]))
 
-    loaded = ModelPackage.load(directory)
+    # Saved before manifests too: such directories load when unverified ones are allowed.
+    loaded = ModelPackage.load(directory, allow_unverified=True)
 
     assert loaded.model.get_params()["cleaning"] == ["lowercase"]
     np.testing.assert_array_equal(loaded.thresholds, thresholds)
@@ -177,7 +178,8 @@ def test_a_blend_saved_in_the_old_layout_loads_its_members_own_params(
     }
     _write_old_meta(directory, "blend", old_params, np.full(len(LABELS), 0.4))
 
-    loaded = ModelPackage.load(directory)
+    # Saved before manifests too: such directories load when unverified ones are allowed.
+    loaded = ModelPackage.load(directory, allow_unverified=True)
 
     assert isinstance(loaded.model, BlendModel)
     member = loaded.model.members_["tfidf-lr"]

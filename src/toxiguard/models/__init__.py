@@ -109,7 +109,11 @@ def create_model(
 
 
 def load_model(directory: str | Path) -> ToxicityModel:
-    """Return the model saved in `directory`, whichever family it is."""
+    """Return the model saved in `directory`, whichever family it is.
+
+    It reads the files as they are: a registered or served model is loaded through
+    `ModelPackage.load`, which verifies them against their manifest first.
+    """
     path = Path(directory)
     meta_path = path / META_FILE
     if not meta_path.is_file():

@@ -4,7 +4,9 @@ Besides the fitted estimator a package holds the per-label decision thresholds (
 validation split), the monitoring reference and the hashes of the comments the model was fitted
 and tuned on (`data.validation.text_hashes`: the promotion gate compares a later model with
 this one on test comments neither has seen). `save` writes all of it into one directory, the
-registry's model artifact.
+registry's model artifact, and a manifest of its files last (`models.manifest`); `load`
+verifies the files against that manifest before it unpickles anything, and turns any failure
+to read a verified file into one ModelIntegrityError line naming the directory.
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from toxiguard.errors import ModelNotFoundError
+from toxiguard.errors import ModelIntegrityError, ModelNotFoundError, ToxiguardError
 from toxiguard.labels import LABELS
 from toxiguard.models import load_model
 from toxiguard.models.base import META_FILE, FloatArray, ToxicityModel
+from toxiguard.models.manifest import (
+    MANIFEST_FILE,
+    error_summary,
+    verify_manifest,
+    write_manifest,
+)
 from toxiguard.models.reference import REFERENCE_DIR, REFERENCE_FILE, MonitoringReference
 
 PACKAGE_FILE: Final = "toxiguard_package.json"
@@ -78,16 +86,42 @@ class ModelPackage:
             self.reference.save(path)
         if self.seen_texts is not None:
             np.save(path / SEEN_TEXTS_FILE, self.seen_texts)
+        write_manifest(path)  # last: it lists every file written above
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> ModelPackage:
-        """Return the package saved in `directory`.
+    def load(
+        cls,
+        directory: str | Path,
+        *,
+        expected_manifest_sha256: str | None = None,
+        allow_unverified: bool = False,
+    ) -> ModelPackage:
+        """Return the package saved in `directory`, its files verified against its manifest.
 
-        Directories saved before packages existed hold the labels and thresholds in the
-        model's own meta file; they load the same way.
+        `expected_manifest_sha256` is the manifest's hash recorded elsewhere (a registry tag);
+        `allow_unverified` lets a directory saved before manifests existed load (see
+        `models.manifest`). Directories saved before packages existed hold the labels and
+        thresholds in the model's own meta file; they load the same way.
         """
         path = Path(directory)
+        if not (path / META_FILE).is_file() and not (path / MANIFEST_FILE).is_file():
+            raise ModelNotFoundError(f"{path}: no saved toxiguard model ({META_FILE} missing)")
+        verify_manifest(
+            path, expected_sha256=expected_manifest_sha256, allow_unverified=allow_unverified
+        )
+        try:
+            return cls._read(path)
+        except ToxiguardError:
+            raise
+        except Exception as error:  # a truncated or foreign file: one line, never a traceback
+            raise ModelIntegrityError(
+                f"{path}: the saved model could not be read ({error_summary(error)})"
+            ) from error
+
+    @classmethod
+    def _read(cls, path: Path) -> ModelPackage:
+        """Return the package in a verified directory."""
         model = load_model(path)
         meta_path = path / PACKAGE_FILE if (path / PACKAGE_FILE).is_file() else path / META_FILE
         meta = json.loads(meta_path.read_text())

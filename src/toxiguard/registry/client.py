@@ -1,4 +1,11 @@
-"""The MLflow connection and the model registry: URIs, loading a version, listing versions."""
+"""The MLflow connection and the model registry: URIs, loading a version, listing versions.
+
+An embedded sqlite registry file is created only by what writes to it (`configure_mlflow`:
+training, monitoring runs); every other connection refuses a missing file with a clear error,
+so that a moved `mlflow.db` is never silently replaced by an empty one. A registered version
+is loaded from its artifact folder, verified against its manifest and the manifest's hash
+recorded on the version (`models.manifest`) before anything in it is unpickled.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,10 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from toxiguard.errors import ModelNotFoundError, RegistryError
+from toxiguard.errors import ModelIntegrityError, ModelNotFoundError, RegistryError
+from toxiguard.models.manifest import MANIFEST_TAG
 from toxiguard.models.package import ModelPackage
-from toxiguard.registry.pyfunc import ARTIFACT_NAME, ToxiguardPyfunc
+from toxiguard.registry.pyfunc import ARTIFACT_NAME
 from toxiguard.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,7 +33,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Where versions logged before the package layout import their pyfunc wrapper from.
+#: Where versions logged before the package layout import their pyfunc wrapper from (they load
+#: like every version: from their artifact folder, without running their model code).
 LEGACY_WRAPPER_MODULE = "toxiguard.tracking"
 _SERVER_SCHEMES = {"http", "https", "databricks", "databricks-uc"}
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
@@ -63,12 +72,36 @@ def _check_reachable(settings: Settings, attempts: int = 3) -> None:
             time.sleep(0.5 * 2**attempt)
 
 
-def connect(settings: Settings) -> MlflowClient:
-    """Point MLflow's tracking and registry URIs at the settings (making the sqlite folder)."""
+def embedded_database(settings: Settings) -> Path | None:
+    """Return the file of an sqlite tracking URI, or None for any other URI."""
+    uri = settings.tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def missing_database_error(database: Path) -> RegistryError:
+    """Return the error for an embedded registry whose database file does not exist."""
+    return RegistryError(
+        f"no MLflow database at {database}: `toxiguard train` creates it; if it was moved, "
+        "move it back or point MLFLOW_TRACKING_URI at it"
+    )
+
+
+def connect(settings: Settings, *, create: bool = False) -> MlflowClient:
+    """Return a client with MLflow's tracking and registry URIs pointed at the settings.
+
+    An embedded sqlite database that does not exist is an error (`missing_database_error`)
+    unless `create` is set: then its folder is made, and MLflow creates the file.
+    """
     uri = settings.tracking_uri
     _check_reachable(settings)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    database = embedded_database(settings)
+    if database is not None and create:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    elif database is not None and not database.is_file():
+        raise missing_database_error(database)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -80,8 +113,9 @@ def registry_error(settings: Settings, error: Exception) -> RegistryError:
 
 
 def configure_mlflow(settings: Settings) -> MlflowClient:
-    """Return a client for the configured MLflow, with the experiment created if it was missing."""
-    client = connect(settings)
+    """Return a client for the configured MLflow, with the experiment (and an embedded database)
+    created if it was missing."""
+    client = connect(settings, create=True)
     name = settings.experiment_name
     try:
         experiment = client.get_experiment_by_name(name)
@@ -152,14 +186,22 @@ def _version_for(client: MlflowClient, settings: Settings, uri: str) -> ModelVer
 
 
 def load_toxicity_model(uri: str, settings: Settings) -> tuple[ModelPackage, dict[str, Any]]:
-    """Return the model package behind an MLflow URI and what the registry knows about it."""
-    client = connect(settings)
+    """Return the model package behind an MLflow URI and what the registry knows about it.
+
+    The package is verified against its manifest, and against the manifest hash recorded on
+    the version when it has one (ModelIntegrityError if a file was changed or replaced).
+    """
+    # A models:/ or runs:/ URI needs the registry's database; a local folder does not.
+    client = connect(settings, create=not uri.startswith(("models:/", "runs:/")))
     version = _version_for(client, settings, uri)
     # Load the exact version the alias points at now, so that a concurrent promotion cannot
     # make the model and its description disagree.
     load_uri = uri if version is None else f"models:/{version.name}/{version.version}"
+    expected = version.tags.get(MANIFEST_TAG) if version is not None else None
     try:
-        package = _load_package(load_uri, uri)
+        package = _load_package(load_uri, uri, expected, settings.allow_unverified_models)
+    except ModelIntegrityError as error:
+        raise ModelIntegrityError(f"{load_uri}: {error}") from error
     except MlflowException as error:
         if is_not_found(error):
             raise ModelNotFoundError(f"no model at {uri}: {error.message}") from error
@@ -186,38 +228,23 @@ def load_toxicity_model(uri: str, settings: Settings) -> tuple[ModelPackage, dic
     return package, info
 
 
-def _load_package(load_uri: str, uri: str) -> ModelPackage:
-    """Return the package of a logged toxiguard pyfunc model.
+def _load_package(
+    load_uri: str, uri: str, expected_manifest: str | None, allow_unverified: bool
+) -> ModelPackage:
+    """Return the package of a logged toxiguard pyfunc model, verified before it is read.
 
-    A version logged before the code moved to packages by stage names its wrapper as
-    `toxiguard.tracking.ToxiguardPyfunc` in its model code; such a version is loaded from its
-    artifact folder, the same files the wrapper would have read.
+    The package is read from the logged model's artifact folder (`artifacts/model`), the files
+    the pyfunc wrapper reads, without running the model code stored beside them: a version
+    logged before the code moved to packages by stage names `toxiguard.tracking` there, and the
+    artifact store's code must not run before the manifest is checked.
     """
-    try:
-        wrapper = mlflow.pyfunc.load_model(load_uri).unwrap_python_model()
-    except (MlflowException, ModuleNotFoundError) as error:
-        if not _names_legacy_wrapper(error):
-            raise
-        logger.info("%s was logged by an earlier toxiguard layout: loading its artifacts", uri)
-        folder = Path(mlflow.artifacts.download_artifacts(load_uri))
-        return ModelPackage.load(folder / "artifacts" / ARTIFACT_NAME)
-    if not isinstance(wrapper, ToxiguardPyfunc):
-        raise ModelNotFoundError(f"{uri} is not a toxiguard model ({type(wrapper).__name__})")
-    return wrapper.package
-
-
-def _names_legacy_wrapper(error: BaseException) -> bool:
-    """Return True when an import of the earlier layout's wrapper module caused `error`.
-
-    MLflow reports a model code file that fails to import as an MlflowException raised from
-    the ModuleNotFoundError, so the chain of causes is searched.
-    """
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ModuleNotFoundError) and cause.name == LEGACY_WRAPPER_MODULE:
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return f"No module named '{LEGACY_WRAPPER_MODULE}'" in str(error)
+    folder = Path(mlflow.artifacts.download_artifacts(load_uri))
+    package_dir = folder / "artifacts" / ARTIFACT_NAME
+    if not package_dir.is_dir():
+        raise ModelNotFoundError(f"{uri} is not a toxiguard model (no artifacts/{ARTIFACT_NAME})")
+    return ModelPackage.load(
+        package_dir, expected_manifest_sha256=expected_manifest, allow_unverified=allow_unverified
+    )
 
 
 def _run_id_from_uri(uri: str) -> str | None:

@@ -14,6 +14,7 @@ from mlflow.types import ColSpec, Schema
 from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models.package import ModelPackage
+from toxiguard.settings import get_settings
 
 INPUT_COLUMN = "text"
 #: The name of the logged MLflow model inside its run.
@@ -42,8 +43,12 @@ class ToxiguardPyfunc(PythonModel):
     package: ModelPackage
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Load the saved model package from the model's artifacts."""
-        self.package = ModelPackage.load(context.artifacts[ARTIFACT_NAME])
+        """Load the saved model package from the model's artifacts, verified by its manifest."""
+        # MLflow calls this with no toxiguard settings in hand: the environment's are read here.
+        self.package = ModelPackage.load(
+            context.artifacts[ARTIFACT_NAME],
+            allow_unverified=get_settings().allow_unverified_models,
+        )
 
     def predict(
         self,

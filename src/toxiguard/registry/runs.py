@@ -1,7 +1,8 @@
 """MLflow runs for trained models: params, metrics, dataset inputs, reports, plots, pyfunc model.
 
 The logged pyfunc model holds the whole model package (`toxiguard.models.package`), which is
-registered as a new version of the settings' registered model.
+registered as a new version of the settings' registered model; the sha256 of the package's
+manifest is recorded on the version (`MANIFEST_TAG`), where loading checks it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from toxiguard import __version__
 from toxiguard.errors import RegistryError
 from toxiguard.labels import LABELS, TEXT_COLUMN
+from toxiguard.models.manifest import MANIFEST_FILE, MANIFEST_TAG, file_sha256
 from toxiguard.models.package import ModelPackage
 from toxiguard.registry.client import configure_mlflow
 from toxiguard.registry.pyfunc import ARTIFACT_NAME, INPUT_EXAMPLE, MODEL_NAME, SIGNATURE
@@ -159,6 +161,7 @@ def log_model_run(
                 mlflow.log_figure(figure, f"plots/{name if Path(name).suffix else name + '.png'}")
             with tempfile.TemporaryDirectory(prefix="toxiguard-model-") as tmp:
                 model_dir = package.save(Path(tmp) / ARTIFACT_NAME)
+                manifest_sha256 = file_sha256(model_dir / MANIFEST_FILE)
                 code = Path(tmp) / "toxiguard_pyfunc.py"
                 code.write_text(_MODEL_CODE)
                 info = mlflow.pyfunc.log_model(
@@ -176,6 +179,8 @@ def log_model_run(
                 "thresholds": json.dumps([round(float(t), 6) for t in package.thresholds]),
                 "dataset_fingerprint": dataset_fingerprint,
                 "run_id": run.info.run_id,
+                # Kept apart from the artifact store: loading checks the manifest against it.
+                MANIFEST_TAG: manifest_sha256,
             }
             if "test_roc_auc_mean" in metrics:
                 version_tags["test_roc_auc_mean"] = repr(float(metrics["test_roc_auc_mean"]))

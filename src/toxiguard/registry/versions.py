@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -9,11 +10,19 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from toxiguard.errors import ModelNotFoundError
-from toxiguard.registry.client import connect, is_not_found, registry_error
+from toxiguard.registry.client import (
+    connect,
+    embedded_database,
+    is_not_found,
+    missing_database_error,
+    registry_error,
+)
 from toxiguard.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
+
+logger = logging.getLogger(__name__)
 
 
 def alias_version(client: MlflowClient, settings: Settings, alias: str) -> int | None:
@@ -44,7 +53,16 @@ def get_version(client: MlflowClient, settings: Settings, version: int) -> Model
 
 
 def list_versions(settings: Settings) -> list[dict[str, Any]]:
-    """Return every registered version, oldest first, with aliases, run, family and test score."""
+    """Return every registered version, oldest first, with aliases, run, family and test score.
+
+    An embedded database that does not exist holds no version: the list is empty, with a
+    warning naming the missing file, and no empty database is created in its place (`toxiguard
+    run` asks this before its first training).
+    """
+    database = embedded_database(settings)
+    if database is not None and not database.is_file():
+        logger.warning("%s", missing_database_error(database))
+        return []
     client = connect(settings)
     name = settings.registered_model_name
     try:

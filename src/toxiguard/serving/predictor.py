@@ -5,6 +5,11 @@ If the registry cannot be reached, that local copy is served instead and the ser
 with neither, start-up fails with a clear message. A background thread polls the alias and
 swaps in a newly promoted version: the swap replaces one reference, so requests already
 running finish on the model they started with and none is dropped.
+
+Every model is verified before it is served (`ModelPackage.load`, `models.manifest`): the
+local copy keeps its manifest, and `current.json` the manifest's sha256. A registry model that
+fails verification is reported as such (`RegistryStatus.artifact_error`), not as an
+unreachable registry, and the local copy is served instead.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from toxiguard.errors import ModelNotFoundError, ToxiguardError, redact
+from toxiguard.errors import ModelIntegrityError, ModelNotFoundError, ToxiguardError, redact
 from toxiguard.labels import LABELS
+from toxiguard.models.manifest import MANIFEST_FILE, file_sha256
 from toxiguard.models.package import ModelPackage
 from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
 from toxiguard.registry.versions import champion_version
@@ -93,6 +99,8 @@ class RegistryStatus:
     champion_version: int | None = None
     last_check: datetime | None = None
     last_error: str | None = None
+    # Why the registry's model was refused (it failed verification); cleared by a good load.
+    artifact_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the status as a JSON-ready dict."""
@@ -103,6 +111,7 @@ class RegistryStatus:
             if self.last_check
             else None,
             "last_error": self.last_error,
+            "artifact_error": self.artifact_error,
         }
 
 
@@ -124,17 +133,24 @@ def _short(error: BaseException) -> str:
 class LocalCopy:
     """The last champion the server loaded, saved under the home for when the registry is down."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, allow_unverified: bool = False) -> None:
         self.directory = directory
+        self.allow_unverified = allow_unverified
 
     def save(self, loaded: LoadedModel) -> None:
-        """Save the model and its registry info, replacing the previous copy atomically."""
+        """Save the model (with its manifest) and its registry info, replacing the previous copy
+        atomically."""
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.directory / f"v{loaded.version}-{uuid.uuid4().hex[:8]}"
         loaded.model.save(target)
         pointer = self.directory / CURRENT_FILE
         temporary = pointer.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"dir": target.name, "info": loaded.info}, default=str))
+        saved = {
+            "dir": target.name,
+            "info": loaded.info,
+            "manifest_sha256": file_sha256(target / MANIFEST_FILE),
+        }
+        temporary.write_text(json.dumps(saved, default=str))
         temporary.replace(pointer)
         for old in self.directory.iterdir():
             if old.is_dir() and old.name != target.name:
@@ -142,13 +158,23 @@ class LocalCopy:
         logger.info("local copy of %s version %s saved in %s", loaded.name, loaded.version, target)
 
     def load(self) -> LoadedModel:
-        """Return the saved model, or raise ModelNotFoundError when there is none."""
+        """Return the saved model, verified; ModelNotFoundError when there is none,
+        ModelIntegrityError when it or its pointer file is damaged."""
         pointer = self.directory / CURRENT_FILE
         if not pointer.is_file():
             raise ModelNotFoundError(f"no local copy of a model in {self.directory}")
-        saved = json.loads(pointer.read_text())
-        model = ModelPackage.load(self.directory / saved["dir"])
-        return LoadedModel(model=model, info=dict(saved["info"]), source=LOCAL_COPY)
+        try:
+            saved = json.loads(pointer.read_text())
+            directory, info = self.directory / str(saved["dir"]), dict(saved["info"])
+            expected = saved.get("manifest_sha256")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ModelIntegrityError(f"{pointer}: unreadable ({type(error).__name__})") from error
+        model = ModelPackage.load(
+            directory,
+            expected_manifest_sha256=str(expected) if expected else None,
+            allow_unverified=self.allow_unverified,
+        )
+        return LoadedModel(model=model, info=info, source=LOCAL_COPY)
 
 
 class Predictor:
@@ -157,7 +183,9 @@ class Predictor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.alias = settings.champion_alias
-        self.local_copy = LocalCopy(settings.model_cache_dir)
+        self.local_copy = LocalCopy(
+            settings.model_cache_dir, allow_unverified=settings.allow_unverified_models
+        )
         self.registry = RegistryStatus()
         self.swaps = 0
         self._current: LoadedModel | None = None
@@ -188,10 +216,10 @@ class Predictor:
             self._mark_registry(registry_error)
             try:
                 loaded = self.local_copy.load()
-            except (ToxiguardError, OSError, ValueError, KeyError) as copy_error:
+            except (ToxiguardError, OSError) as copy_error:
                 raise ModelNotFoundError(
                     f"no model to serve: the registry gave none ({_short(registry_error)}) and "
-                    f"there is no usable local copy ({copy_error}). Train one with "
+                    f"there is no usable local copy ({_short(copy_error)}). Train one with "
                     "`toxiguard train` (or `toxiguard run`), or point MLFLOW_TRACKING_URI at the "
                     "registry that holds the champion."
                 ) from registry_error
@@ -210,21 +238,30 @@ class Predictor:
         """Load a model from the registry, mark it reachable and keep a local copy."""
         model, info = load_toxicity_model(uri, self.settings)
         loaded = LoadedModel(model=model, info=info, source=REGISTRY)
-        self._mark_registry(None, loaded.version)
+        self._mark_registry(None, loaded.version, loaded=True)
         try:
             self.local_copy.save(loaded)
         except (OSError, ToxiguardError) as error:
             logger.warning("could not save a local copy of the model: %s", error)
         return loaded
 
-    def _mark_registry(self, error: BaseException | None, champion: int | None = None) -> None:
-        """Record the outcome of a contact with the registry."""
+    def _mark_registry(
+        self, error: BaseException | None, champion: int | None = None, *, loaded: bool = False
+    ) -> None:
+        """Record the outcome of a contact with the registry (`loaded`: a model came from it)."""
         with self._lock:
             self.registry.last_check = datetime.now(UTC)
-            if error is None:
+            if isinstance(error, ModelIntegrityError):
+                # The registry answered; what it gave failed verification.
+                self.registry.reachable = True
+                self.registry.last_error = f"model artifact failed verification: {error}"
+                self.registry.artifact_error = self.registry.last_error
+            elif error is None:
                 self.registry.reachable = True
                 self.registry.last_error = None
                 self.registry.champion_version = champion
+                if loaded:
+                    self.registry.artifact_error = None
             else:
                 self.registry.reachable = False
                 self.registry.last_error = _short(error)
