@@ -29,7 +29,7 @@ COMMENTS = [
     "You are a stupid idiot",
     "Thank you for the careful edit.",
     "THIS IS SHOUTING!!!",
-    "",
+    "a",
     "Numbers 123 and symbols #$%",
 ]
 
