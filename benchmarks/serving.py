@@ -8,6 +8,8 @@ table, then checks that the prediction log holds exactly one row per comment sco
     python benchmarks/serving.py --home .toxiguard    # serves the champion already there
     python benchmarks/serving.py --microbatch both    # compares micro-batching on and off
     python benchmarks/serving.py --model-dir DIR      # serves a saved model (e.g. a transformer)
+    python benchmarks/serving.py --spool-cost 500     # the prediction spool's cost per request
+    python benchmarks/serving.py --fairness           # light clients' latency beside heavy ones
 
 Each cell is bounded by --requests and --seconds. The clients are light asyncio loops on raw
 HTTP/1.1 keep-alive connections, but they share the machine's cores with the server.
@@ -133,15 +135,16 @@ def register_saved(home: Path, model_dir: Path) -> None:
 
 
 def start_server(
-    home: Path, port: int, microbatch: bool, wait_ms: float
+    home: Path, port: int, microbatch: bool, wait_ms: float, extra_env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start `toxiguard serve` and wait until /health answers."""
+    """Start `toxiguard serve` (with `extra_env` settings) and wait until /health answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOXIGUARD_", "MLFLOW_"))}
     env |= {
         "TOXIGUARD_HOME": str(home),
         "TOXIGUARD_MICROBATCH": "true" if microbatch else "false",
         "TOXIGUARD_MICROBATCH_WAIT_MS": str(wait_ms),
         "GRADIO_ANALYTICS_ENABLED": "False",
+        **(extra_env or {}),
     }
     log = (home / f"bench-serve-{port}.log").open("wb")
     process = subprocess.Popen(
@@ -255,6 +258,148 @@ def log_rows(home: Path) -> int:
         engine.dispose()
 
 
+def spool_cost(repeats: int) -> list[list[str]]:
+    """Return table rows: time of `PredictionLog.record` (the request path's share of the log)
+    for 1, 16 and 256 comments, with the spool off (memory), on (flush to the OS) and fsync."""
+    from toxiguard.labels import LABELS
+    from toxiguard.monitoring import store
+    from toxiguard.monitoring.prediction_log import PredictionBatch, PredictionLog
+    from toxiguard.monitoring.spool import Spool
+
+    texts = comments(1024)
+    rng = np.random.default_rng(0)
+    rows: list[list[str]] = []
+    for size in (1, 16, 256):
+        scores = rng.random((size, len(LABELS)))
+        for mode in ("off", "on", "fsync"):
+            with tempfile.TemporaryDirectory() as folder:
+                root = Path(folder)
+                spool = None
+                if mode != "off":
+                    spool = Spool(root / "spool", max_bytes=1 << 40, fsync=mode == "fsync")
+                engine = store.make_engine(f"sqlite:///{root / 'monitoring.db'}")
+                log = PredictionLog(engine, spool=spool, buffer_rows=10**9, buffer_bytes=1 << 40)
+                log.start()  # the writer drains meanwhile, as in a server
+                seconds = []
+                for i in range(repeats):
+                    start = (i * size) % (len(texts) - size)
+                    batch = PredictionBatch(
+                        f"bench-{i}", "api", texts[start : start + size], scores, scores > 0.5,
+                        "toxiguard", 1, "tfidf-lr",
+                    )  # fmt: skip
+                    started = time.perf_counter()
+                    log.record(batch)
+                    seconds.append(time.perf_counter() - started)
+                log.close(120)
+            ms = np.array(seconds) * 1000
+            rows.append(
+                [str(size), mode, str(repeats)] + [f"{np.percentile(ms, q):.3f}" for q in (50, 99)]
+            )
+    return rows
+
+
+def print_spool_cost(repeats: int) -> None:
+    """Print the spool's cost per request as a markdown table."""
+    header = ["comments/request", "spool", "requests", "record p50 ms", "record p99 ms"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in spool_cost(repeats):
+        print("| " + " | ".join(row) + " |")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+
+
+def heavy_texts(chars: int, count: int = 256) -> list[str]:
+    """Return `count` texts of `chars` characters, each real comments run together."""
+    pool = " ".join(comments(2000, seed=1))
+    return [(pool[(i * 7919) % len(pool) :] + pool)[:chars] for i in range(count)]
+
+
+def _heavy_load(port: int, chars: int, clients: int, seconds: float, queue: object) -> None:
+    """Send 256-comment requests of `chars`-character comments from `clients` connections for
+    `seconds` (in a process of its own, so its JSON work does not delay the light clients)."""
+    bodies = [json.dumps({"texts": heavy_texts(chars)}).encode()]
+    cell = Cell("heavy", clients, 256, [], 0, 0.0)
+    started = time.perf_counter()
+
+    async def load() -> None:
+        budget = [10**9]
+        deadline = started + seconds
+        await asyncio.gather(
+            *(_client(port, bodies, 256, budget, deadline, cell) for _ in range(clients))
+        )
+
+    asyncio.run(load())
+    cell.seconds = time.perf_counter() - started
+    queue.put((cell.latencies, cell.errors, cell.seconds))  # type: ignore[attr-defined]
+
+
+def fairness_run(
+    home: Path, batch_chars: int, heavy_chars: int, heavy_clients: int, seconds: float
+) -> list[str]:
+    """Return one table row: 2 light clients' p50/p99 alone and beside `heavy_clients` heavy
+    ones, the ratio of the p99s, and the heavy clients' throughput."""
+    import multiprocessing
+
+    port = free_port()
+    settings = {
+        "TOXIGUARD_MICROBATCH_MAX_CHARS": str(batch_chars),
+        # The heavy requests are the reproduced maximum (256 x 10,000 characters).
+        "TOXIGUARD_MAX_REQUEST_CHARS": str(256 * heavy_chars),
+        "TOXIGUARD_MAX_TEXT_CHARS": str(max(heavy_chars, 10_000)),
+    }
+    server = start_server(home, port, True, 0.0, settings)
+    light = comments(2000, seed=2)
+    try:
+        asyncio.run(run_cell(port, light, "warm-up", 2, 1, 200, 3.0))
+        alone = asyncio.run(run_cell(port, light, "alone", 2, 1, 10**9, seconds))
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        heavy = context.Process(
+            target=_heavy_load, args=(port, heavy_chars, heavy_clients, seconds + 4, queue)
+        )
+        heavy.start()
+        time.sleep(2.0)  # the heavy requests are in flight before the light clients start
+        beside = asyncio.run(run_cell(port, light, "beside", 2, 1, 10**9, seconds))
+        heavy_latencies, heavy_errors, heavy_seconds = queue.get(timeout=600)
+        heavy.join(timeout=60)
+    finally:
+        stop_server(server)
+    p50_alone, p99_alone = np.percentile(np.array(alone.latencies) * 1000, [50, 99])
+    p50_beside, p99_beside = np.percentile(np.array(beside.latencies) * 1000, [50, 99])
+    done = len(heavy_latencies)
+    return [
+        f"{batch_chars:,}",
+        f"{heavy_clients} x 256 x {heavy_chars:,}",
+        f"{len(alone.latencies):,}",
+        f"{p50_alone:.1f}",
+        f"{p99_alone:.1f}",
+        f"{len(beside.latencies):,}",
+        f"{p50_beside:.1f}",
+        f"{p99_beside:.1f}",
+        f"{p99_beside / p99_alone:.1f}x",
+        f"{done} ({done * 256 / heavy_seconds:,.0f} comments/s, "
+        f"{done * 256 * heavy_chars / heavy_seconds / 1e6:.2f} M chars/s)",
+        str(alone.errors + beside.errors + heavy_errors),
+    ]
+
+
+def print_fairness(home: Path, args: argparse.Namespace) -> None:
+    """Print the fairness table: light clients alone and beside heavy ones, per batch size."""
+    header = ["microbatch max chars", "heavy clients x comments x chars", "light alone requests"]
+    header += ["p50 ms", "p99 ms", "light beside heavy requests", "p50 ms", "p99 ms"]
+    header += ["p99 ratio", "heavy requests (throughput)", "errors"]
+    rows = []
+    for batch_chars in args.fair_batch_chars:
+        row = fairness_run(home, batch_chars, args.heavy_chars, args.heavy_clients, args.seconds)
+        print(" | ".join(row), file=sys.stderr)
+        rows.append(row)
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+
+
 def main() -> None:
     """Run the benchmark and print the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -270,13 +415,41 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="Most seconds per cell.")
     parser.add_argument("--microbatch", choices=["on", "off", "both"], default="on")
     parser.add_argument("--wait-ms", type=float, default=0.0, help="Micro-batching extra wait.")
+    parser.add_argument(
+        "--spool-cost",
+        type=int,
+        metavar="REQUESTS",
+        help="Only measure the prediction spool's cost per request (in process), REQUESTS each.",
+    )
+    parser.add_argument(
+        "--fairness",
+        action="store_true",
+        help="Only measure 2 light clients (1 comment a request) alone and beside heavy ones "
+        "(256 comments a request), --seconds each.",
+    )
+    parser.add_argument("--heavy-chars", type=int, default=10_000, help="Heavy comments' size.")
+    parser.add_argument("--heavy-clients", type=int, default=4, help="Heavy clients.")
+    parser.add_argument(
+        "--fair-batch-chars",
+        type=int,
+        nargs="+",
+        default=[50_000, 10**9],
+        help="microbatch_max_chars values to compare (10**9: batches bounded by texts only, as "
+        "before requests were split).",
+    )
     args = parser.parse_args()
+    if args.spool_cost:
+        print_spool_cost(args.spool_cost)
+        return
 
     home = args.home.resolve() if args.home else Path(tempfile.mkdtemp(prefix="tg-bench-"))
     if args.model_dir is not None:
         register_saved(home, args.model_dir.resolve())
     elif args.home is None:
         train_champion(home, args.family, args.train_rows)
+    if args.fairness:
+        print_fairness(home, args)
+        return
     texts = comments(max(4000, 32 * 64))
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.microbatch]
     cells: list[Cell] = []

@@ -196,11 +196,20 @@ def score(
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [8000].")] = None,
+    require_keys: Annotated[
+        bool,
+        typer.Option(
+            "--require-keys",
+            help="Refuse to start without API keys (TOXIGUARD_API_KEYS); without it, serving "
+            "beyond loopback without keys logs a warning.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the champion: REST API (/v1/predict, /docs), UI (/ui), /health, /ready, /metrics."""
     from toxiguard.serving.api import serve as serve_api
 
-    settings = settings_with(host=host, port=port)
+    # serve_api checks the keys before it loads anything: a refusal is one `error:` line, exit 2.
+    settings = settings_with(host=host, port=port, require_keys=require_keys or None)
     base = f"http://{settings.host}:{settings.port}"
     # Without gradio (the 'ui' extra) the API is served alone; the server logs how to add the UI.
     ui = f", the UI at {base}/ui" if settings.ui_enabled and installed("gradio") else ""

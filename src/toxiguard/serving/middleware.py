@@ -61,6 +61,7 @@ _STATUS_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "too_many_requests",
 }
 
 
@@ -83,14 +84,20 @@ def new_request_id() -> str:
 def google_error_response(
     status: int, message: str, details: list[dict[str, Any]], **extra: Any
 ) -> JSONResponse:
-    """Return an error in Google's shape; `details` ({location, message}) become violations."""
+    """Return an error in Google's shape; `details` ({location, message}) become violations, and a
+    429's Retry-After header a RetryInfo, as Google's quota errors carry."""
     status = 400 if status == 422 else status
     error: dict[str, Any] = {
         "code": status,
         "message": message,
         "status": _GOOGLE_STATUSES.get(status, "INTERNAL" if status >= 500 else "UNKNOWN"),
     }
-    if details:
+    retry_after = (extra.get("headers") or {}).get("Retry-After")
+    if status == 429 and retry_after is not None:
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after}s"}
+        ]
+    elif details:
         violations = [
             {"field": str(d.get("location", "")), "description": str(d.get("message", ""))}
             for d in details
@@ -142,10 +149,18 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, list[dict[st
 class ServingMiddleware:
     """Gives each request an id, limits body size, times and counts it, turns crashes into JSON."""
 
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: ServingMetrics,
+        max_body_bytes: int,
+        ui_max_body_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        # The UI takes file uploads: its own limit (None: none).
+        self.ui_max_body_bytes = ui_max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one HTTP request (other scopes pass through)."""
@@ -170,29 +185,29 @@ class ServingMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        limited = not path.startswith(UI_PATH)  # the UI takes file uploads
+        limit = self.ui_max_body_bytes if path.startswith(UI_PATH) else self.max_body_bytes
         received = 0
 
         async def receive_limited() -> Message:
             nonlocal received
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and limit is not None:
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise _BodyTooLargeError(self.max_body_bytes)
+                if received > limit:
+                    raise _BodyTooLargeError(limit)
             return message
 
         try:
-            refusal = self._refusal(scope) if limited else None
+            refusal = self._refusal(scope, limit) if limit is not None else None
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
             else:
-                await self.app(scope, receive_limited if limited else receive, send_with_id)
+                await self.app(scope, receive_limited, send_with_id)
         except _BodyTooLargeError:
             if started_response:
                 raise
             response = error_response(
-                413, f"request body over the limit of {self.max_body_bytes} bytes", Request(scope)
+                413, f"request body over the limit of {limit} bytes", Request(scope)
             )
             await response(scope, receive, send_with_id)
         except Exception:
@@ -210,7 +225,7 @@ class ServingMiddleware:
                 endpoint, scope["method"], status, time.perf_counter() - started
             )
 
-    def _refusal(self, scope: Scope) -> JSONResponse | None:
+    def _refusal(self, scope: Scope, limit: int) -> JSONResponse | None:
         """Return a 400/413 answer when the declared body size is invalid or too big, else None."""
         for name, value in scope.get("headers", []):
             if name == b"content-length":
@@ -218,11 +233,10 @@ class ServingMiddleware:
                     size = int(value)
                 except ValueError:
                     return error_response(400, "invalid Content-Length header", Request(scope))
-                if size > self.max_body_bytes:
+                if size > limit:
                     return error_response(
                         413,
-                        f"request body of {size} bytes is over the limit of "
-                        f"{self.max_body_bytes} bytes",
+                        f"request body of {size} bytes is over the limit of {limit} bytes",
                         Request(scope),
                     )
         return None
@@ -238,7 +252,11 @@ def add_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, str(exc.detail), request, headers=exc.headers)
+        # A limit's refusal (serving.limits) names the limit in its details.
+        details = getattr(exc, "details", [])
+        return error_response(
+            exc.status_code, str(exc.detail), request, headers=exc.headers, details=details
+        )
 
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)

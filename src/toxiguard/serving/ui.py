@@ -146,7 +146,7 @@ def build_ui(state: ServingState) -> gr.Blocks:
         try:
             frame = read_comments(path, text_column=(column or TEXT_COLUMN).strip())
         except ToxiguardError as error:
-            raise gr.Error(str(error)) from error
+            raise gr.Error(without_server_path(str(error), path)) from error
         if len(frame) > settings.ui_max_rows:
             raise gr.Error(
                 f"The file has {len(frame):,} rows; the UI scores at most "
@@ -182,8 +182,9 @@ def build_ui(state: ServingState) -> gr.Blocks:
             comment.submit(score_comment, inputs=comment, outputs=[result, model_line])
         with gr.Tab("Batch (CSV)", id="batch"):
             gr.Markdown(
-                "Upload a CSV file with one comment per row; download it with a `score_<label>` "
-                "column per label and a `flagged` column added."
+                "Upload a CSV file with one comment per row (at most "
+                f"{_megabytes(settings.ui_max_upload_bytes)}, {settings.ui_max_rows:,} rows); "
+                "download it with a `score_<label>` column per label and a `flagged` column added."
             )
             upload = gr.File(
                 label="CSV file", file_types=[".csv"], type="filepath", elem_id="batch-upload"
@@ -197,6 +198,16 @@ def build_ui(state: ServingState) -> gr.Blocks:
         blocks.load(lambda: model_markdown(state), outputs=model_line)
     built: gr.Blocks = blocks
     return built
+
+
+def without_server_path(message: str, path: str) -> str:
+    """Return the message with the uploaded file's server path shown as its name only."""
+    return message.replace(str(Path(path)), Path(path).name).replace(path, Path(path).name)
+
+
+def _megabytes(size: int) -> str:
+    """Return a byte count as megabytes for people, e.g. '10 MB'."""
+    return f"{size / 1024 / 1024:g} MB"
 
 
 def _monitoring_tab(settings: Settings) -> None:
@@ -254,6 +265,8 @@ def mount_ui(app: FastAPI, state: ServingState, path: str) -> None:
         if keys
         else None,
         allowed_paths=[str(downloads)],
+        # Refused while it streams in (413), and by the browser before it is sent.
+        max_file_size=state.settings.ui_max_upload_bytes,
         footer_links=["api", "settings"],
         run_history=False,
         show_error=True,

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from toxiguard.monitoring.feedback import FeedbackItem
 from toxiguard.serving.feedback import FeedbackStore
+from toxiguard.serving.limits import RequestLimits
 from toxiguard.serving.middleware import error_response, new_request_id, request_id_of
 from toxiguard.serving.perspective.analysis import (
     InvalidArgument,
@@ -41,6 +42,11 @@ from toxiguard.serving.state import ServingState
 
 #: Response header naming the model version behind the scores (Perspective's body has no field).
 MODEL_VERSION_HEADER = "X-Toxiguard-Model-Version"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "INVALID_ARGUMENT, in Google's error shape"},
+    413: {"description": "the texts to score are over max_request_chars, in Google's shape"},
+    429: {"description": "RESOURCE_EXHAUSTED (rate limit or lockout), with Retry-After"},
+}
 
 
 def _refusal(error: InvalidArgument, request: Request) -> JSONResponse:
@@ -50,9 +56,13 @@ def _refusal(error: InvalidArgument, request: Request) -> JSONResponse:
 
 
 def perspective_router(
-    state: ServingState, feedback: FeedbackStore, dependencies: Sequence[Depends]
+    state: ServingState,
+    feedback: FeedbackStore,
+    dependencies: Sequence[Depends],
+    limits: RequestLimits,
 ) -> APIRouter:
-    """Return the router with POST /v1alpha1/comments:analyze and comments:suggestscore."""
+    """Return the router with POST /v1alpha1/comments:analyze and comments:suggestscore, under
+    the request limits (a refusal is a 413, or a 429 RESOURCE_EXHAUSTED with Retry-After)."""
     settings = state.settings
     router = APIRouter(prefix=f"/{API_VERSION}", tags=["perspective"], dependencies=dependencies)
 
@@ -60,7 +70,7 @@ def perspective_router(
         "/comments:analyze",
         response_model=AnalyzeCommentResponse,
         response_model_exclude_none=True,
-        responses={400: {"description": "INVALID_ARGUMENT, in Google's error shape"}},
+        responses=_ERRORS,
     )
     async def analyze(body: AnalyzeCommentRequest, request: Request, response: Response) -> Any:
         """Score a comment for Perspective attributes (per sentence with spanAnnotations)."""
@@ -73,6 +83,7 @@ def perspective_router(
         texts, spans = texts_to_score(
             text, bool(body.span_annotations), settings.max_texts_per_request
         )
+        limits.admit(request, texts)  # what is scored: the comment, and its sentences for spans
         result = await state.inference.predict(texts)
         request_id = request_id_of(request) or new_request_id()
         comment_only = replace(
@@ -88,7 +99,7 @@ def perspective_router(
         "/comments:suggestscore",
         response_model=SuggestCommentScoreResponse,
         response_model_exclude_none=True,
-        responses={400: {"description": "INVALID_ARGUMENT, in Google's error shape"}},
+        responses=_ERRORS,
     )
     async def suggestscore(body: SuggestCommentScoreRequest, request: Request) -> Any:
         """Store suggested scores as feedback (0.5 or more: the label applies)."""
@@ -100,6 +111,7 @@ def perspective_router(
             return _refusal(error, request)
         # Feedback is keyed by a logged prediction: the suggested comment is scored and logged
         # under this request's id, so live quality compares the suggestion with the model.
+        limits.admit(request, [text])
         result = await state.inference.predict([text])
         request_id = request_id_of(request) or new_request_id()
         state.record(request_id, "suggestion", [text], result)
