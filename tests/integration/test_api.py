@@ -85,7 +85,7 @@ def test_health_ready_and_model(server: ServerProcess, registry: Settings) -> No
 
 
 def test_predict_matches_the_registered_model(server: ServerProcess, registry: Settings) -> None:
-    texts = ["You are a stupid idiot and I hate you", "Thanks for the helpful edit.", ""]
+    texts = ["You are a stupid idiot and I hate you", "Thanks for the helpful edit.", "#$% 123"]
     response = _predict(server.url, texts)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -103,6 +103,19 @@ def test_predict_matches_the_registered_model(server: ServerProcess, registry: S
     assert body["model"] == {"name": "toxiguard", "version": version, "family": "complement-nb"}
     again = _predict(server.url, texts[:1]).json()
     assert again["request_id"] != body["request_id"]
+
+
+def test_feedback_must_name_a_prediction_this_api_made(server: ServerProcess) -> None:
+    answered = _predict(server.url, ["first comment", "second comment"]).json()["request_id"]
+    feedback = f"{server.url}/v1/feedback"
+    # At once, before the prediction log has written the rows: the server remembers the request.
+    good = httpx.post(feedback, json={"request_id": answered, "item_index": 1, "labels": []})
+    assert good.status_code == 200, good.text
+    past = httpx.post(feedback, json={"request_id": answered, "item_index": 2, "labels": []})
+    assert past.status_code == 422 and "item_index 0 to 1" in past.json()["error"]["message"]
+    unknown = httpx.post(feedback, json={"request_id": "f" * 32, "labels": ["toxic"]})
+    assert unknown.status_code == 404, unknown.text
+    assert "no prediction has request_id" in unknown.json()["error"]["message"]
 
 
 def test_metrics_count_requests_flags_and_model(server: ServerProcess) -> None:
@@ -153,6 +166,8 @@ BAD_BODIES: list[tuple[str, bytes, str, int, str]] = [
         422,
         "at most 500 characters",
     ),
+    ("empty text", b'{"texts": ["a", ""]}', "application/json", 422, "texts.1"),
+    ("whitespace text", b'{"texts": [" \\n "]}', "application/json", 422, "only whitespace"),
     ("number", b'{"texts": [1]}', "application/json", 422, "valid string"),
     ("null", b'{"texts": [null]}', "application/json", 422, "valid string"),
     ("nested list", b'{"texts": [["a"]]}', "application/json", 422, "valid string"),
@@ -255,7 +270,12 @@ def test_explain_gives_exact_contributions_with_offsets(server: ServerProcess) -
     assert max(insult, key=lambda s: s["contribution"])["text"] in {"stupid", "idiot"}
     only = httpx.post(f"{server.url}/v1/explain", json={"text": text, "labels": ["threat"]})
     assert list(only.json()["explanations"]) == ["threat"]
-    for bad in ({"text": ""}, {"text": "x", "labels": ["rude"]}, {"text": "x" * (MAX_CHARS + 1)}):
+    for bad in (
+        {"text": ""},
+        {"text": " \t\n"},
+        {"text": "x", "labels": ["rude"]},
+        {"text": "x" * (MAX_CHARS + 1)},
+    ):
         refused = httpx.post(f"{server.url}/v1/explain", json=bad)
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
 

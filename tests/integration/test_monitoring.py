@@ -34,6 +34,7 @@ from toxiguard.monitoring import store
 from toxiguard.monitoring.alerts import DRIFT_RULE, QUALITY_RULE
 from toxiguard.monitoring.feedback import FeedbackItem, store_feedback
 from toxiguard.monitoring.job import run_monitoring
+from toxiguard.monitoring.rows import PredictionBatch, batch_rows
 from toxiguard.monitoring.tables import alerts, drift_columns, drift_runs, feedback, live_quality
 from toxiguard.orchestration.flows import retrain
 from toxiguard.orchestration.simulate import check_loopback, choose_rows, simulate
@@ -439,7 +440,8 @@ def test_feedback_endpoint_validates_what_the_store_can_hold(
 
     app = FastAPI()
     add_error_handlers(app)
-    app.include_router(feedback_router(FeedbackStore(settings)), prefix="/v1")
+    answered = {"abc": 2}  # what the server would remember: request "abc" scored 2 comments
+    app.include_router(feedback_router(FeedbackStore(settings, answered.get)), prefix="/v1")
     client = TestClient(app)
     for bad in (
         {"request_id": "a\ud800", "labels": []},
@@ -454,6 +456,35 @@ def test_feedback_endpoint_validates_what_the_store_can_hold(
         )
         assert response.status_code == 422, (bad, response.text)
         assert response.json()["error"]["message"]
+    # Feedback names a prediction: a request id never answered, or a position past its end.
+    unknown = client.post("/v1/feedback", json={"request_id": "nope", "labels": []})
+    assert unknown.status_code == 404 and "'nope'" in unknown.json()["error"]["message"]
+    past = client.post("/v1/feedback", json={"request_id": "abc", "item_index": 2, "labels": []})
+    assert past.status_code == 422
+    assert "scored 2 comment(s): item_index 0 to 1" in past.json()["error"]["message"]
+    assert count(engine, feedback) == 0
+    # A request the server does not remember (answered before a restart) is found in the log.
+    store.upgrade_schema(engine)
+    logged = PredictionBatch(
+        request_id="logged",
+        source="api",
+        texts=["a", "b", "c"],
+        probabilities=np.full((3, len(LABELS)), 0.5),
+        flags=np.zeros((3, len(LABELS)), dtype=bool),
+        model_name="toxiguard",
+        model_version=1,
+        model_family="tfidf-lr",
+    )
+    with engine.begin() as connection:
+        connection.execute(store.predictions.insert(), batch_rows(logged, log_texts=True))
+    found = client.post(
+        "/v1/feedback", json={"request_id": "logged", "item_index": 2, "labels": []}
+    )
+    assert found.status_code == 200 and found.json()["prediction_logged"] is True
+    beyond = client.post(
+        "/v1/feedback", json={"request_id": "logged", "item_index": 3, "labels": []}
+    )
+    assert beyond.status_code == 422
     good = client.post("/v1/feedback", json={"request_id": "abc", "labels": ["threat", "toxic"]})
     assert good.status_code == 200
     assert good.json() == {
@@ -462,4 +493,4 @@ def test_feedback_endpoint_validates_what_the_store_can_hold(
         "labels": {label: int(label in {"toxic", "threat"}) for label in LABELS},
         "prediction_logged": False,
     }
-    assert count(engine, feedback) == 1
+    assert count(engine, feedback) == 2

@@ -15,8 +15,8 @@ Request = schemas.predict_request_model(max_texts=3, max_chars=10)
 
 
 def test_requests_at_the_limits_are_accepted() -> None:
-    # The limits are inclusive: max_texts texts, max_chars characters; an empty text is valid.
-    assert Request(texts=["a", "", "0123456789"]).texts == ["a", "", "0123456789"]
+    # The limits are inclusive: max_texts texts, max_chars characters.
+    assert Request(texts=["a", " b ", "0123456789"]).texts == ["a", " b ", "0123456789"]
 
 
 @pytest.mark.parametrize(
@@ -25,6 +25,9 @@ def test_requests_at_the_limits_are_accepted() -> None:
         ({"texts": []}, "too_short"),
         ({"texts": ["a", "b", "c", "d"]}, "too_long"),
         ({"texts": ["01234567890"]}, "string_too_long"),
+        # Training refuses empty comments, so no model has a score for them.
+        ({"texts": ["a", ""]}, "string_too_short"),
+        ({"texts": [" \n\t "]}, "value_error"),
         ({"texts": [1]}, "string_type"),
         ({"texts": [None]}, "string_type"),
         ({"texts": [["a"]]}, "string_type"),
@@ -43,7 +46,7 @@ def test_limits_are_part_of_the_json_schema() -> None:
     schema = Request.model_json_schema()
     texts = schema["properties"]["texts"]
     assert texts["minItems"] == 1 and texts["maxItems"] == 3
-    assert texts["items"] == {"type": "string", "maxLength": 10}
+    assert texts["items"] == {"type": "string", "minLength": 1, "maxLength": 10, "pattern": r"\S"}
     assert "1 to 3 strings of at most 10 characters" in texts["description"]
     # Still the PredictRequest of the contract: its name, strictness and example in OpenAPI.
     base = schemas.PredictRequest.model_json_schema()

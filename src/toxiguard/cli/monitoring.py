@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import MofNCompleteColumn, Progress
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 commands = typer.Typer()
 monitor_app = typer.Typer(help="Drift, live quality and alerts on the served model's traffic.")
 feedback_app = typer.Typer(help="True labels of logged predictions.")
+thresholds_app = typer.Typer(help="Per-label decision thresholds from moderators' feedback.")
 
 
 @monitor_app.command("run")
@@ -180,3 +181,77 @@ def simulate(
         console.print(f"  {sample}")
     if result.errors:
         raise typer.Exit(1)
+
+
+def _proportion(interval: Any) -> str:
+    """Return a proportion with its 95% interval, compactly: .81 (.75-.86)."""
+    if interval is None:
+        return "-"
+    value, low, high = (f"{x:.2f}".removeprefix("0") for x in interval.as_tuple())
+    return f"{value} ({low}-{high})"
+
+
+@thresholds_app.command("suggest")
+def thresholds_suggest(
+    model_ref: Annotated[
+        str | None,
+        typer.Option("--model", help="Version, alias or URI (default: the champion)."),
+    ] = None,
+    target_precision: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Flag with at least this precision (most recall)."),
+    ] = None,
+    target_recall: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Flag with at least this recall (most precision)."),
+    ] = None,
+    min_decisions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Positive and negative decisions each label needs, at least (default: "
+            "settings, threshold_min_decisions).",
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the suggestion (JSON) here.")
+    ] = None,
+) -> None:
+    """Suggest per-label thresholds from moderators' feedback (default target: best F1)."""
+    from toxiguard.errors import ToxiguardError
+    from toxiguard.monitoring.thresholds import feedback_thresholds
+
+    if target_precision is not None and target_recall is not None:
+        raise ToxiguardError("give --target-precision or --target-recall, not both")
+    settings = get_settings()
+    result = feedback_thresholds(
+        settings,
+        model_ref,
+        target_precision=target_precision,
+        target_recall=target_recall,
+        min_decisions=min_decisions or settings.threshold_min_decisions,
+    )
+    table = Table(title=f"Thresholds for version {result.version}", show_edge=False)
+    for column in ("label", "n (pos)", "now", "new", "precision", "recall"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for suggestion, current in zip(result.suggestions, result.current, strict=True):
+        table.add_row(
+            suggestion.label,
+            f"{suggestion.decisions:,} ({suggestion.positives:,})",
+            f"{current:.3f}",
+            "-" if suggestion.threshold is None else f"{suggestion.threshold:.3f}",
+            _proportion(suggestion.precision),
+            _proportion(suggestion.recall),
+        )
+    table.caption = "n (pos): decisions (positive); precision, recall: on them, 95% intervals"
+    console.print(table)
+    for suggestion in result.suggestions:
+        if suggestion.threshold is None or not suggestion.met_target:
+            console.print(f"{suggestion.label}: {suggestion.note}")
+    console.print(
+        f"{result.rows:,} labelled predictions ({result.rescored:,} rescored from their text; "
+        f"{result.without_text:,} left out: served by another version, text not logged)"
+    )
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.as_dict(), indent=2))
+        console.print(f"suggestion written to {json_out}")

@@ -38,6 +38,7 @@ app.add_typer(orchestration.flows_app, name="flows", no_args_is_help=True)
 app.add_typer(orchestration.stack_app, name="stack")
 app.add_typer(monitoring.monitor_app, name="monitor", no_args_is_help=True)
 app.add_typer(monitoring.feedback_app, name="feedback", no_args_is_help=True)
+app.add_typer(monitoring.thresholds_app, name="thresholds", no_args_is_help=True)
 
 
 @app.callback()

@@ -20,7 +20,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
-from sqlalchemy import Engine, and_, delete, insert, select, tuple_
+from sqlalchemy import Engine, Join, Select, and_, delete, func, insert, select, tuple_
 
 from toxiguard.errors import DataValidationError, Problem
 from toxiguard.labels import FLAG_COLUMNS, ID_COLUMN, LABELS, SCORE_COLUMNS, TEXT_COLUMN
@@ -99,6 +99,18 @@ def logged_predictions(engine: Engine, keys: Sequence[tuple[str, int]]) -> set[t
     return found
 
 
+def logged_request_size(engine: Engine, request_id: str) -> int | None:
+    """Return how many comments the prediction log holds for a request (None: none at all).
+
+    The size is one past the highest item index logged, so a request whose rows were written
+    in several batches counts in full once its last batch is in.
+    """
+    query = select(func.max(predictions.c.item_index)).where(predictions.c.request_id == request_id)
+    with engine.connect() as connection:
+        highest = connection.execute(query).scalar()
+    return None if highest is None else int(highest) + 1
+
+
 def _read_frame(path: Path) -> pd.DataFrame:
     """Return a feedback file as read, or raise DataValidationError if it cannot be read."""
     if not path.is_file():
@@ -166,28 +178,46 @@ def read_feedback_file(path: str | Path) -> list[FeedbackItem]:
     ]
 
 
-def labelled_window(
-    engine: Engine, start: datetime, end: datetime, model_version: int | None
-) -> pd.DataFrame:
-    """Return the window's predictions that have feedback: scores, flags and true labels."""
-    join = predictions.join(
+def _labelled_join() -> Join:
+    """Return the prediction log joined to the feedback on (request id, item index)."""
+    return predictions.join(
         feedback,
         and_(
             predictions.c.request_id == feedback.c.request_id,
             predictions.c.item_index == feedback.c.item_index,
         ),
     )
+
+
+def _frame(engine: Engine, query: Select[Any]) -> pd.DataFrame:
+    """Return the query's rows as a frame with its column names."""
+    with engine.connect() as connection:
+        result = connection.execute(query)
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def labelled_window(
+    engine: Engine, start: datetime, end: datetime, model_version: int | None
+) -> pd.DataFrame:
+    """Return the window's predictions that have feedback: scores, flags and true labels."""
     columns = [predictions.c[name] for name in (*SCORE_COLUMNS, *FLAG_COLUMNS)]
     query = (
         select(*columns, *(feedback.c[name] for name in LABEL_COLUMNS))
-        .select_from(join)
+        .select_from(_labelled_join())
         .where(predictions.c.created_at >= start, predictions.c.created_at < end)
     )
     if model_version is not None:
         query = query.where(predictions.c.model_version == model_version)
-    with engine.connect() as connection:
-        result = connection.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return _frame(engine, query)
+
+
+def labelled_predictions(engine: Engine) -> pd.DataFrame:
+    """Return every prediction that has feedback: model version, text, scores, true labels."""
+    columns = [predictions.c[name] for name in ("model_version", "text", *SCORE_COLUMNS)]
+    query = select(*columns, *(feedback.c[name] for name in LABEL_COLUMNS)).select_from(
+        _labelled_join()
+    )
+    return _frame(engine, query)
 
 
 def live_quality(frame: pd.DataFrame) -> dict[str, Any]:
@@ -225,22 +255,13 @@ def feedback_training_rows(engine: Engine) -> tuple[pd.DataFrame, int]:
 
     Each row's id is derived from its request id and position, so the rows are stable.
     """
-    join = predictions.join(
-        feedback,
-        and_(
-            predictions.c.request_id == feedback.c.request_id,
-            predictions.c.item_index == feedback.c.item_index,
-        ),
-    )
     query = select(
         feedback.c.request_id,
         feedback.c.item_index,
         predictions.c.text,
         *(feedback.c[name] for name in LABEL_COLUMNS),
-    ).select_from(join)
-    with engine.connect() as connection:
-        result = connection.execute(query)
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    ).select_from(_labelled_join())
+    frame = _frame(engine, query)
     without_text = int(frame["text"].isna().sum()) if len(frame) else 0
     frame = frame[frame["text"].notna()] if len(frame) else frame
     # A suggestion naming some labels only cannot be a training row: the others are unknown.

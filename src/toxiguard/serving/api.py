@@ -7,6 +7,7 @@ API is served alone, and one log line says how to get the UI.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -20,11 +21,19 @@ from fastapi.security import APIKeyHeader, APIKeyQuery
 from starlette.exceptions import HTTPException
 
 from toxiguard import __version__
-from toxiguard.errors import MissingExtraError, require_extra
+from toxiguard.errors import MissingExtraError, ToxiguardError, require_extra
 from toxiguard.labels import LABELS
 from toxiguard.serving import schemas
 from toxiguard.serving.explanations import explain_router
 from toxiguard.serving.feedback import FeedbackStore, feedback_router
+from toxiguard.serving.limits import (
+    CLIENT_STATE,
+    KeyBackoff,
+    LoginBackoff,
+    RequestLimits,
+    client_address,
+    key_id,
+)
 from toxiguard.serving.metrics import CONTENT_TYPE
 from toxiguard.serving.middleware import (
     UI_PATH,
@@ -44,8 +53,9 @@ API_KEY_HEADER = "X-API-Key"
 API_KEY_QUERY = "key"
 
 
-def _api_key_dependency(settings: Settings) -> Any:
-    """Return a dependency that checks the API key (X-API-Key header or `key` query parameter)."""
+def _api_key_dependency(settings: Settings, backoff: KeyBackoff | None) -> Any:
+    """Return a dependency that checks the API key (X-API-Key header or `key` query parameter),
+    locking out an address that sends wrong ones, and names the key for the rate limit."""
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key.")
     query = APIKeyQuery(
         name=API_KEY_QUERY,
@@ -54,7 +64,9 @@ def _api_key_dependency(settings: Settings) -> Any:
     )
 
     def check(
-        from_header: str | None = Security(header), from_query: str | None = Security(query)
+        request: Request,
+        from_header: str | None = Security(header),
+        from_query: str | None = Security(query),
     ) -> None:
         key = from_header if from_header is not None else from_query
         if key is None:
@@ -63,10 +75,58 @@ def _api_key_dependency(settings: Settings) -> Any:
                 f"missing API key: send one in the {API_KEY_HEADER} header or the "
                 f"'{API_KEY_QUERY}' query parameter",
             )
+        address = client_address(request)
+        # A locked-out address is refused before its key is looked at, right or wrong: otherwise
+        # the lockout would not slow the guessing down.
+        refusal = backoff.refusal(address) if backoff is not None else None
+        if refusal is not None:
+            raise refusal
         if not settings.accepts_api_key(key):
+            if backoff is not None:
+                backoff.failed(address)
             raise HTTPException(401, "invalid API key")
+        if backoff is not None:
+            backoff.succeeded(address)
+        setattr(request.state, CLIENT_STATE, key_id(key))
 
     return check
+
+
+def _shows_details(settings: Settings, backoff: KeyBackoff | None, request: Request) -> bool:
+    """Return whether /ready may show its details: a right key from an address not locked out.
+
+    A wrong key counts towards the address's lockout (/ready must not be a way round it); a
+    probe without a key stays free, and a locked-out one still gets the bare status.
+    """
+    key = request.headers.get(API_KEY_HEADER) or request.query_params.get(API_KEY_QUERY)
+    if key is None:
+        return False
+    address = client_address(request)
+    if backoff is not None and backoff.locked_for(address):
+        return False
+    accepted = settings.accepts_api_key(key)
+    if backoff is not None:
+        (backoff.succeeded if accepted else backoff.failed)(address)
+    return accepted
+
+
+def _add_middleware(app: FastAPI, state: ServingState, backoff: KeyBackoff | None) -> None:
+    """Add request ids, timing and the body limits, and the back-off of the UI's login."""
+    settings = state.settings
+    if settings.ui_enabled and settings.api_key_list and backoff is not None:
+        # Added first, so it runs inside ServingMiddleware (request ids, metrics).
+        app.add_middleware(LoginBackoff, backoff=backoff, login_path=f"{UI_PATH}/login")
+    # Up to 6 bytes of JSON a character (\uXXXX), 8 a text: a bigger body cannot validate, and
+    # is refused before it is read and parsed (which runs on the event loop).
+    texts = settings.max_texts_per_request
+    chars = min(settings.max_request_chars, texts * settings.max_text_chars)
+    app.add_middleware(
+        ServingMiddleware,
+        metrics=state.metrics,
+        max_body_bytes=chars * 6 + texts * 8 + 4096,
+        # An upload's multipart framing and the UI's other requests fit in the extra MiB.
+        ui_max_body_bytes=settings.ui_max_upload_bytes + 1024 * 1024,
+    )
 
 
 def _model_info(state: ServingState) -> schemas.ModelInfo:
@@ -96,15 +156,21 @@ def _readiness(state: ServingState) -> schemas.Readiness:
     status = state.status()
     model, registry, log = status["model"], status["registry"], status["prediction_log"]
     problems: list[str] = []
+    # The registry answered, but its model failed verification (not an unreachable registry).
+    artifact_error = registry.get("artifact_error")
     if model is None:
         problems.append("no model loaded")
     elif model["source"] == LOCAL_COPY:
-        problems.append(
-            f"serving the local copy of version {model['version']}: the registry at "
-            f"{registry['uri']} could not be reached at start"
+        why = (
+            "the registry's model failed verification"
+            if artifact_error
+            else f"the registry at {registry['uri']} could not be reached at start"
         )
+        problems.append(f"serving the local copy of version {model['version']}: {why}")
     if registry["reachable"] is False:
         problems.append(f"registry at {registry['uri']} unreachable: {registry['last_error']}")
+    if artifact_error:
+        problems.append(f"registry at {registry['uri']}: {artifact_error}")
     if log is not None and not log["healthy"]:
         problems.append(
             f"prediction log: {log['pending']} rows waiting after {log['write_failures']} failed "
@@ -150,13 +216,20 @@ def create_app(state: ServingState) -> FastAPI:
         lifespan=lifespan,
         responses={422: {"model": schemas.ErrorResponse}},
     )
-    max_body = settings.max_texts_per_request * (settings.max_text_chars * 6 + 8) + 4096
-    app.add_middleware(ServingMiddleware, metrics=state.metrics, max_body_bytes=max_body)
+    backoff = (
+        KeyBackoff(settings.key_failures_before_lockout)
+        if settings.key_failures_before_lockout
+        else None
+    )
+    _add_middleware(app, state, backoff)
     add_error_handlers(app)
+    limits = RequestLimits(settings)
 
-    dependencies = [Depends(_api_key_dependency(settings))] if settings.api_key_list else []
+    dependencies = (
+        [Depends(_api_key_dependency(settings, backoff))] if settings.api_key_list else []
+    )
     error_responses: dict[int | str, dict[str, Any]] = {
-        code: {"model": schemas.ErrorResponse} for code in (401, 413, 422)
+        code: {"model": schemas.ErrorResponse} for code in (401, 413, 422, 429)
     }
     v1 = APIRouter(prefix="/v1", dependencies=dependencies, responses=error_responses)
     request_model = schemas.predict_request_model(
@@ -165,6 +238,7 @@ def create_app(state: ServingState) -> FastAPI:
 
     async def predict(body: schemas.PredictRequest, request: Request) -> schemas.PredictResponse:
         """Score comments: six probabilities and the flagged labels for each."""
+        limits.admit(request, body.texts)
         result = await state.inference.predict(body.texts)
         request_id = request_id_of(request) or new_request_id()
         state.record(request_id, "api", body.texts, result)
@@ -190,11 +264,11 @@ def create_app(state: ServingState) -> FastAPI:
         """Describe the served model: name, version, alias, thresholds, training metrics."""
         return _model_info(state)
 
-    feedback = FeedbackStore(settings)
+    feedback = FeedbackStore(settings, state.recent.size)
     v1.include_router(feedback_router(feedback))
-    v1.include_router(explain_router(state))
+    v1.include_router(explain_router(state, limits))
     app.include_router(v1)
-    app.include_router(perspective_router(state, feedback, dependencies))
+    app.include_router(perspective_router(state, feedback, dependencies, limits))
     app.include_router(discovery_router(settings.public_url))
 
     @app.get("/health")
@@ -211,8 +285,7 @@ def create_app(state: ServingState) -> FastAPI:
         """
         readiness = _readiness(state)
         body = readiness.model_dump()
-        key = request.headers.get(API_KEY_HEADER) or request.query_params.get(API_KEY_QUERY)
-        if settings.api_key_list and not settings.accepts_api_key(key):
+        if settings.api_key_list and not _shows_details(settings, backoff, request):
             body = {"ready": readiness.ready, "status": readiness.status}
         return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
@@ -251,8 +324,38 @@ def prepare_environment(settings: Settings) -> None:
         os.environ.setdefault(key, value)
 
 
+def check_exposure(settings: Settings) -> None:
+    """Return when the server may start; warn when it listens beyond loopback without API keys,
+    and raise ToxiguardError when keys are required (`require_keys`) and none are set."""
+    if settings.api_key_list:
+        return
+    if settings.require_keys:
+        raise ToxiguardError(
+            "no API keys set and keys are required (--require-keys, TOXIGUARD_REQUIRE_KEYS): "
+            "set TOXIGUARD_API_KEYS to comma-separated keys"
+        )
+    if not _is_loopback(settings.host):
+        logger.warning(
+            "serving on %s without API keys: anyone who can reach this address can use the API "
+            "and the UI. Set TOXIGUARD_API_KEYS (and --require-keys to refuse to start without "
+            "them), or listen on 127.0.0.1.",
+            settings.host,
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    """Return whether `host` is a loopback address (127.0.0.0/8, ::1, localhost)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 def serve(settings: Settings) -> None:
     """Load the champion (or fail), then serve the API and UI until interrupted."""
+    check_exposure(settings)
     prepare_environment(settings)
     state = build_state(settings)
     app = create_app(state)

@@ -20,9 +20,10 @@ from starlette.concurrency import run_in_threadpool
 
 from toxiguard.labels import LABELS
 from toxiguard.models.explain import MAX_UNITS, Explanation, explain
+from toxiguard.serving.limits import RequestLimits
 from toxiguard.serving.middleware import new_request_id, request_id_of
 from toxiguard.serving.perspective.spans import Utf16Offsets
-from toxiguard.serving.schemas import Label, LabelScores, ModelRef, label_scores
+from toxiguard.serving.schemas import Label, LabelScores, ModelRef, comment_text, label_scores
 from toxiguard.serving.state import ServingState
 
 
@@ -54,12 +55,8 @@ def explain_request_model(max_chars: int) -> type[ExplainRequest]:
         __base__=ExplainRequest,
         __doc__=ExplainRequest.__doc__,
         text=(
-            str,
-            Field(
-                min_length=1,
-                max_length=max_chars,
-                description=f"The comment to explain, 1 to {max_chars} characters.",
-            ),
+            comment_text(max_chars),
+            Field(description=f"The comment to explain, 1 to {max_chars} characters."),
         ),
     )
     return model
@@ -139,14 +136,15 @@ def label_explanations(
     return explained
 
 
-def explain_router(state: ServingState) -> APIRouter:
-    """Return the router with POST /explain (mount it under /v1)."""
+def explain_router(state: ServingState, limits: RequestLimits) -> APIRouter:
+    """Return the router with POST /explain (mount it under /v1), under the request limits."""
     router = APIRouter(tags=["explanations"])
     one_at_a_time = asyncio.Semaphore(1)
     request_model = explain_request_model(state.settings.max_text_chars)
 
     async def post_explain(body: ExplainRequest, request: Request) -> ExplainResponse:
         """Explain a comment's scores: each word's contribution to each label, with offsets."""
+        limits.admit(request, [body.text])
         loaded = state.predictor.current
         async with one_at_a_time:
             explanation = await run_in_threadpool(

@@ -1,14 +1,15 @@
 """`POST /v1/feedback`: the true labels of a logged prediction, e.g. from a moderator.
 
 Include the router under the API's /v1 router (so that API keys apply):
-`v1.include_router(feedback_router(FeedbackStore(settings)))`. The Perspective-compatible
-`comments:suggestscore` writes through the same `FeedbackStore`.
+`v1.include_router(feedback_router(FeedbackStore(settings, state.recent.size)))`.
+The Perspective-compatible `comments:suggestscore` writes through the same `FeedbackStore`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,8 +19,13 @@ from starlette.exceptions import HTTPException
 
 from toxiguard.labels import LABELS
 from toxiguard.monitoring import store
-from toxiguard.monitoring.feedback import FeedbackItem, logged_predictions, store_feedback
-from toxiguard.serving.schemas import Label
+from toxiguard.monitoring.feedback import (
+    FeedbackItem,
+    logged_predictions,
+    logged_request_size,
+    store_feedback,
+)
+from toxiguard.serving.schemas import ErrorResponse, Label
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -66,11 +72,20 @@ class FeedbackResponse(BaseModel):
     )
 
 
-class FeedbackStore:
-    """The monitoring store, connected and migrated on first use."""
+#: How many comments a request scored, from what the server remembers (None: not known).
+RequestSize = Callable[[str], int | None]
 
-    def __init__(self, settings: Settings) -> None:
+
+class FeedbackStore:
+    """The monitoring store, connected and migrated on first use.
+
+    `recent` tells the size of requests this server answered lately, whose predictions may
+    not be in the log yet; older requests are looked up in the log.
+    """
+
+    def __init__(self, settings: Settings, recent: RequestSize | None = None) -> None:
         self.settings = settings
+        self.recent = recent
         self.engine: Engine | None = None
         self.lock = threading.Lock()
 
@@ -95,14 +110,48 @@ class FeedbackStore:
             logger.warning("feedback not stored: %s", error)
             raise HTTPException(503, "the monitoring store is unavailable; try again") from error
 
+    def check_predicted(self, request_id: str, item_index: int) -> None:
+        """Raise a 404 for a request id never answered, a 422 for a position past its end."""
+        size = self.recent(request_id) if self.recent is not None else None
+        if size is None:
+            try:
+                size = logged_request_size(self.get(), request_id)
+            except SQLAlchemyError as error:
+                logger.warning("feedback not checked: %s", error)
+                raise HTTPException(
+                    503, "the monitoring store is unavailable; try again"
+                ) from error
+        if size is None:
+            raise HTTPException(
+                404,
+                f"no prediction has request_id {request_id!r}: send the request_id of a predict "
+                "response (a request answered just before a restart may take a few seconds to "
+                "reach the prediction log)",
+            )
+        if item_index >= size:
+            raise HTTPException(
+                422,
+                f"item_index {item_index} is past the end of request {request_id!r}, which "
+                f"scored {size} comment(s): item_index 0 to {size - 1}",
+            )
+
 
 def feedback_router(holder: FeedbackStore) -> APIRouter:
     """Return the router with POST /feedback (mount it under /v1)."""
     router = APIRouter(tags=["feedback"])
 
-    @router.post("/feedback", response_model=FeedbackResponse)
+    @router.post(
+        "/feedback",
+        response_model=FeedbackResponse,
+        responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    )
     def post_feedback(body: FeedbackRequest) -> FeedbackResponse:
-        """Store the true labels of a prediction; monitoring uses them for live quality."""
+        """Store the true labels of a prediction; monitoring uses them for live quality.
+
+        The request id must be one this API answered (404 otherwise) and the item index within
+        that request's texts (422 otherwise).
+        """
+        holder.check_predicted(body.request_id, body.item_index)
         item = FeedbackItem.from_names(body.request_id, body.item_index, body.labels)
         logged = bool(holder.store([item], source="api"))
         return FeedbackResponse(

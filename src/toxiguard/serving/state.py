@@ -6,14 +6,42 @@ when there is none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from toxiguard.monitoring.prediction_log import PredictionBatch, PredictionLog
 from toxiguard.serving.batching import Inference, MicroBatcher, ThreadPoolInference
 from toxiguard.serving.metrics import ServingMetrics
 from toxiguard.serving.predictor import PredictionResult, Predictor
 from toxiguard.settings import Settings
+
+#: Requests remembered in memory; older ones are looked up in the prediction log. The window
+#: covers the rows the log has not written yet (about 200 bytes a request: ~20 MB at most).
+RECENT_REQUESTS: Final = 100_000
+
+
+class RecentRequests:
+    """The latest requests this server answered and how many comments each scored."""
+
+    def __init__(self, capacity: int = RECENT_REQUESTS) -> None:
+        self.capacity = capacity
+        self._sizes: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, request_id: str, size: int) -> None:
+        """Remember that `request_id` scored comments 0 to size - 1 (the largest size wins)."""
+        with self._lock:
+            self._sizes[request_id] = max(size, self._sizes.get(request_id, 0))
+            self._sizes.move_to_end(request_id)
+            while len(self._sizes) > self.capacity:
+                self._sizes.popitem(last=False)
+
+    def size(self, request_id: str) -> int | None:
+        """Return how many comments the request scored, or None if it is not remembered."""
+        with self._lock:
+            return self._sizes.get(request_id)
 
 
 @dataclass
@@ -25,6 +53,7 @@ class ServingState:
     inference: Inference
     log: PredictionLog | None
     metrics: ServingMetrics
+    recent: RecentRequests = field(default_factory=RecentRequests)
 
     def status(self) -> dict[str, Any]:
         """Return model, registry and prediction-log state, JSON-ready."""
@@ -44,6 +73,7 @@ class ServingState:
     ) -> None:
         """Log predictions (off the request path) and count them in the metrics."""
         self.metrics.observe_predictions(result.flags, source)
+        self.recent.add(request_id, first_index + len(texts))
         if self.log is None:
             return
         self.log.record(
@@ -73,6 +103,7 @@ def build_state(settings: Settings, *, prediction_log: bool = True) -> ServingSt
         inference = MicroBatcher(
             predictor.predict,
             max_texts=settings.microbatch_max_texts,
+            max_chars=settings.microbatch_max_chars,
             wait_s=settings.microbatch_wait_ms / 1000,
             on_batch=metrics.observe_batch,
         )
@@ -83,4 +114,4 @@ def build_state(settings: Settings, *, prediction_log: bool = True) -> ServingSt
     return state
 
 
-__all__ = ["ServingState", "build_state"]
+__all__ = ["RecentRequests", "ServingState", "build_state"]
