@@ -295,16 +295,23 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
     assert len(scored) == 1
     assert _aliases(settings) == {"champion": v1, "challenger": v2}
 
-    # No fair comparison (too few test comments the champion has not seen): not promoted.
-    _, v_unfair = _log(fitted.strong, settings, fitted)
+    # No fair comparison (too few test comments the champion has not seen): not promoted, and
+    # not challenger either: v2 was measured against the champion, this one was not.
+    run_unfair, v_unfair = _log(fitted.strong, settings, fitted)
     unfair = gate_promotion(
         settings, v_unfair, strong_score, lambda _: Comparison(None, None, 12, 388)
     )
     assert not unfair.promoted and unfair.champion_score is None
     assert "no fair comparison with champion v1: 12 test comments" in unfair.reason
-    assert _aliases(settings) == {"champion": v1, "challenger": v_unfair}
+    assert _aliases(settings) == {"champion": v1, "challenger": v2}
 
-    # Better, but not by the margin asked for.
+    # Worse than the challenger against the same champion: the challenger stays.
+    _, v_worse = _log(fitted.weak, settings, fitted)
+    worse = gate_promotion(settings, v_worse, weak_score, compare_with(weak_score - 0.01))
+    assert not worse.promoted
+    assert _aliases(settings) == {"champion": v1, "challenger": v2}
+
+    # Better, but not by the margin asked for: the best version that is not champion.
     run3, v3 = _log(fitted.strong, settings, fitted)
     strict = settings.model_copy(update={"promotion_margin": strong_score - weak_score + 0.001})
     third = gate_promotion(strict, v3, strong_score, compare_with(strong_score))
@@ -326,6 +333,7 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
     assert challenger_tags["toxiguard.champion_before"] == str(v1)
     assert float(challenger_tags["toxiguard.champion_score"]) == pytest.approx(weak_score)
     assert client.get_run(run2).data.tags["toxiguard.decision"] == "challenger"
+    assert client.get_run(run_unfair).data.tags["toxiguard.decision"] == "not promoted"
     assert client.get_run(run3).data.tags["toxiguard.decision"] == "promoted"
 
     history = champion_history(settings)
@@ -337,11 +345,11 @@ def test_gate_promotes_only_a_model_that_beats_the_champion_by_the_margin(
     assert history[1]["champion_score"] == pytest.approx(weak_score)
 
     listed = list_versions(settings)
-    assert [row["version"] for row in listed] == [v1, v2, v_unfair, v3]
-    assert [row["aliases"] for row in listed] == [[], [], [], ["champion"]]
-    assert listed[3]["family"] == FAMILY
-    assert listed[3]["run_id"] == run3
-    assert listed[3]["test_roc_auc_mean"] == pytest.approx(strong_score)
+    assert [row["version"] for row in listed] == [v1, v2, v_unfair, v_worse, v3]
+    assert [row["aliases"] for row in listed] == [[], [], [], [], ["champion"]]
+    assert listed[4]["family"] == FAMILY
+    assert listed[4]["run_id"] == run3
+    assert listed[4]["test_roc_auc_mean"] == pytest.approx(strong_score)
 
     champion, info = load_toxicity_model(resolve_model_uri(None, settings), settings)
     assert info["version"] == v3

@@ -160,7 +160,7 @@ def training_markdown(result: TrainingResult) -> str:
             f"| {item.family} | {item.version} | {test['mean_roc_auc']:.4f} "
             f"| {test['mean_pr_auc']:.4f} | {test['f1_macro_tuned']:.4f} "
             f"| {test['f1_micro_tuned']:.4f} | {item.fit_seconds:.1f} | `{item.run_id}` "
-            f"| {'**promoted**' if item.decision.promoted else 'challenger'}: "
+            f"| {'**promoted**' if item.decision.promoted else 'not promoted'}: "
             f"{item.decision.reason} |"
         )
     champion = result.champion_version

@@ -152,12 +152,16 @@ def gate_promotion(
             )
     at = _now()
     try:
+        challenger = not promoted and _better_challenger(
+            client, settings, champion, new_score, champion_score
+        )
+        decision = "promoted" if promoted else "challenger" if challenger else "not promoted"
         _tag_version_and_run(
             client,
             settings,
             version,
             {
-                "toxiguard.decision": "promoted" if promoted else settings.challenger_alias,
+                "toxiguard.decision": decision,
                 "toxiguard.decision_reason": reason,
                 "toxiguard.decided_at": at,
                 "toxiguard.new_score": repr(float(new_score)),
@@ -169,7 +173,7 @@ def gate_promotion(
         if promoted:
             event = _event("promote", version, champion, at, reason, new_score, champion_score)
             _move_champion(client, settings, version, event)
-        else:
+        elif challenger:
             client.set_registered_model_alias(name, settings.challenger_alias, str(version))
             logger.info("version %s is %s: %s", version, settings.challenger_alias, reason)
     except MlflowException as error:
@@ -177,6 +181,43 @@ def gate_promotion(
     return PromotionDecision(
         promoted, version, champion, float(new_score), champion_score, margin, reason
     )
+
+
+def _better_challenger(
+    client: MlflowClient,
+    settings: Settings,
+    champion: int | None,
+    new_score: float,
+    champion_score: float | None,
+) -> bool:
+    """Return whether a version the gate did not promote beats the current challenger.
+
+    The challenger is the best version that is not champion, not the last trained: measured
+    against the same champion, the larger lead over it on the same unseen comments wins; a fair
+    comparison beats none; with none on either side, the higher test score. A challenger
+    measured against an earlier champion gives way to any version measured against this one.
+    """
+    current = alias_version(client, settings, settings.challenger_alias)
+    if current is None:
+        return True
+    tags = get_version(client, settings, current).tags
+    if tags.get("toxiguard.champion_before") != str(champion):
+        return True
+    their_score = _float_tag(tags.get("toxiguard.new_score"))
+    their_champion = _float_tag(tags.get("toxiguard.champion_score"))
+    if champion_score is not None and their_champion is not None and their_score is not None:
+        return new_score - champion_score > their_score - their_champion
+    if champion_score is not None or their_champion is not None:
+        return champion_score is not None  # a fair comparison beats none
+    return their_score is None or new_score > their_score
+
+
+def _float_tag(value: str | None) -> float | None:
+    """Return a score tag as a float (None for a missing tag or 'None')."""
+    try:
+        return float(value) if value not in (None, "None") else None
+    except ValueError:
+        return None
 
 
 def _event(
