@@ -158,6 +158,7 @@ def test_cli_train_evaluate_predict_score(sample_csv: Path, tmp_path: Path) -> N
     assert "v1 tfidf-lr: no champion yet" in trained.stdout
     assert "Downloading artifacts" not in trained.stderr
     assert "mlflow.store" not in trained.stderr
+    assert "Successfully registered model" not in trained.stderr + trained.stdout
 
     report_path = tmp_path / "out.json"
     evaluated = _cli("evaluate", "--data", str(sample_csv), "--json", str(report_path))

@@ -20,12 +20,14 @@ from typing import Any
 import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
+from mlflow import MlflowClient
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.exceptions import MlflowException
+from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from toxiguard import __version__
@@ -116,6 +118,31 @@ def _log_datasets(
         mlflow.log_artifact(str(manifest_file), artifact_path="data")
 
 
+def _register(
+    client: MlflowClient,
+    settings: Settings,
+    info: ModelInfo,
+    run_id: str,
+    tags: dict[str, str],
+) -> int:
+    """Return the number of a new registered version of the logged model, created with its tags.
+
+    Through the client rather than `log_model(registered_model_name=...)`: the fluent call
+    prints "Successfully registered model" lines past any logging configuration, and the tags
+    (the manifest's hash among them) are set with the version, not after it.
+    """
+    name = settings.registered_model_name
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    created = client.create_model_version(
+        name, source=info.model_uri, run_id=run_id, tags=tags, model_id=info.model_id
+    )
+    return int(created.version)
+
+
 def log_model_run(
     package: ModelPackage,
     *,
@@ -171,9 +198,7 @@ def log_model_run(
                     signature=SIGNATURE,
                     input_example=INPUT_EXAMPLE,
                     pip_requirements=pip_requirements(extra_pip_requirements),
-                    registered_model_name=settings.registered_model_name,
                 )
-            version = int(info.registered_model_version)
             version_tags = {
                 "family": package.family,
                 "thresholds": json.dumps([round(float(t), 6) for t in package.thresholds]),
@@ -184,10 +209,7 @@ def log_model_run(
             }
             if "test_roc_auc_mean" in metrics:
                 version_tags["test_roc_auc_mean"] = repr(float(metrics["test_roc_auc_mean"]))
-            for key, value in version_tags.items():
-                client.set_model_version_tag(
-                    settings.registered_model_name, str(version), key, value
-                )
+            version = _register(client, settings, info, run.info.run_id, version_tags)
             mlflow.set_tag("registered_version", str(version))
     except MlflowException as error:
         raise RegistryError(
