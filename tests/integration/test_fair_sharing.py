@@ -23,7 +23,7 @@ from toxiguard.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-KEYS = {"TOXIGUARD_API_KEYS": "key-a,key-b"}
+KEYS = {"TOXIGUARD_API_KEYS": "key-a,key-b"}  # pragma: allowlist secret
 ANALYZE = {"comment": {"text": "You idiot"}, "requestedAttributes": {"TOXICITY": {}}}
 
 
