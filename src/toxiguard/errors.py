@@ -31,6 +31,12 @@ def redact(text: str) -> str:
     return text
 
 
+def error_line(error: BaseException) -> str:
+    """Return "Type: first line of the message", passwords redacted, cut to 300 characters."""
+    lines = redact(str(error)).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
+
+
 class RedactSecrets(logging.Filter):
     """A logging filter that redacts each record's message and traceback (install on handlers)."""
 

@@ -47,11 +47,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def error_summary(error: BaseException) -> str:
-    """Return "Type: message" of an error on one line, cut to 300 characters."""
-    return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-
-
 def _files(directory: Path) -> list[str]:
     """Return the relative POSIX paths of every file under `directory` but the manifest, sorted."""
     return sorted(

@@ -20,13 +20,12 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from toxiguard.errors import ModelIntegrityError, ModelNotFoundError, ToxiguardError
+from toxiguard.errors import ModelIntegrityError, ModelNotFoundError, ToxiguardError, error_line
 from toxiguard.labels import LABELS
 from toxiguard.models import load_model
 from toxiguard.models.base import META_FILE, FloatArray, ToxicityModel
 from toxiguard.models.manifest import (
     MANIFEST_FILE,
-    error_summary,
     verify_manifest,
     write_manifest,
 )
@@ -116,7 +115,7 @@ class ModelPackage:
             raise
         except Exception as error:  # a truncated or foreign file: one line, never a traceback
             raise ModelIntegrityError(
-                f"{path}: the saved model could not be read ({error_summary(error)})"
+                f"{path}: the saved model could not be read ({error_line(error)})"
             ) from error
 
     @classmethod

@@ -42,7 +42,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from toxiguard.errors import redact
+from toxiguard.errors import error_line
 from toxiguard.monitoring.rows import PredictionBatch, batch_rows
 from toxiguard.monitoring.spool import Spool, SpoolTake
 from toxiguard.monitoring.store import (
@@ -439,8 +439,7 @@ class PredictionLog:
         with self._cond:
             self._failures += 1
             self._healthy = False
-            first_line = (redact(str(error)).splitlines() or [""])[0][:300]
-            self._last_error = f"{type(error).__name__}: {first_line}"
+            self._last_error = error_line(error)
 
     def _run(self) -> None:
         """Write batches until stopped; on a database failure keep the rows and retry."""

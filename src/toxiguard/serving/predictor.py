@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from toxiguard.errors import ModelIntegrityError, ModelNotFoundError, ToxiguardError, redact
+from toxiguard.errors import (
+    ModelIntegrityError,
+    ModelNotFoundError,
+    ToxiguardError,
+    error_line,
+    redact,
+)
 from toxiguard.labels import LABELS
 from toxiguard.models.manifest import MANIFEST_FILE, file_sha256
 from toxiguard.models.package import ModelPackage
@@ -124,12 +130,6 @@ def registry_client_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def _short(error: BaseException) -> str:
-    """Return the first line of an error, cut to a readable length."""
-    text = redact(str(error)).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
-
-
 class LocalCopy:
     """The last champion the server loaded, saved under the home for when the registry is down."""
 
@@ -218,15 +218,15 @@ class Predictor:
                 loaded = self.local_copy.load()
             except (ToxiguardError, OSError) as copy_error:
                 raise ModelNotFoundError(
-                    f"no model to serve: the registry gave none ({_short(registry_error)}) and "
-                    f"there is no usable local copy ({_short(copy_error)}). Train one with "
+                    f"no model to serve: the registry gave none ({error_line(registry_error)}) and "
+                    f"there is no usable local copy ({error_line(copy_error)}). Train one with "
                     "`toxiguard train` (or `toxiguard run`), or point MLFLOW_TRACKING_URI at the "
                     "registry that holds the champion."
                 ) from registry_error
             logger.warning(
                 "registry at %s not usable (%s): serving the local copy of %s version %s from %s",
                 self.settings.tracking_uri,
-                _short(registry_error),
+                error_line(registry_error),
                 loaded.name,
                 loaded.version,
                 self.local_copy.directory,
@@ -264,7 +264,7 @@ class Predictor:
                     self.registry.artifact_error = None
             else:
                 self.registry.reachable = False
-                self.registry.last_error = _short(error)
+                self.registry.last_error = error_line(error)
 
     def _swap(self, loaded: LoadedModel) -> None:
         """Make `loaded` the served model (requests in flight keep the one they hold)."""

@@ -25,10 +25,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
 
-from toxiguard.errors import ModelIntegrityError, ModelNotFoundError, ToxiguardError
+from toxiguard.errors import ModelIntegrityError, ModelNotFoundError, ToxiguardError, error_line
 from toxiguard.features.tfidf import FEATURE_DEFAULTS, TfidfFeaturizer
 from toxiguard.models.base import FloatArray, LabelArray, ToxicityModel
-from toxiguard.models.manifest import error_summary
 from toxiguard.models.metrics import label_roc_aucs
 from toxiguard.models.tfidf.classifiers import (
     Columns,
@@ -199,7 +198,7 @@ class LinearTextModel(ToxicityModel):
             featurizer, estimators = state["featurizer"], state["estimators"]
         except Exception as error:  # truncated or foreign bytes raise anything (EOFError, KeyError)
             raise ModelIntegrityError(
-                f"{path}: not a readable {self.family} state ({error_summary(error)})"
+                f"{path}: not a readable {self.family} state ({error_line(error)})"
             ) from error
         if not isinstance(featurizer, TfidfFeaturizer):
             raise ModelIntegrityError(f"{path}: holds no {self.family} featurizer")
