@@ -30,28 +30,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, Insert, insert
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    InterfaceError,
-    OperationalError,
-    ProgrammingError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy import Engine
 
 from toxiguard.errors import error_line
 from toxiguard.monitoring.rows import PredictionBatch, batch_rows
 from toxiguard.monitoring.spool import Spool, SpoolTake
-from toxiguard.monitoring.store import (
-    database_url,
-    make_engine,
-    predictions,
-    redacted,
-    upgrade_schema,
-)
+from toxiguard.monitoring.store import database_url, make_engine, redacted, upgrade_schema
+from toxiguard.monitoring.store_writes import insert_statement, write_rows
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,13 +46,6 @@ __all__ = ["LogStatus", "PredictionBatch", "PredictionLog", "batch_rows", "chunk
 MAX_RETRY_SECONDS = 30.0
 MIN_STALL_SECONDS = 10.0
 _ROW_BYTES = 6 * 8 + 6 + 200  # scores, flags, and a share of the batch's fields, per row
-_RETRYABLE = (
-    OperationalError,
-    InterfaceError,
-    DisconnectionError,
-    PoolTimeoutError,
-    ProgrammingError,
-)
 
 
 @dataclass(frozen=True)
@@ -122,23 +100,6 @@ def memory_bytes(batch: PredictionBatch) -> int:
     return texts + len(batch) * _ROW_BYTES
 
 
-def _insert_statement(engine: Engine) -> Insert:
-    """Return an INSERT into predictions that skips rows already written (same request, index)."""
-    keys = ["request_id", "item_index"]
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(predictions).on_conflict_do_nothing(index_elements=keys)
-    if engine.dialect.name == "sqlite":
-        return sqlite.insert(predictions).on_conflict_do_nothing(index_elements=keys)
-    return insert(predictions)
-
-
-def _is_retryable(error: BaseException) -> bool:
-    """Return True when a failed write may succeed later (database down, schema missing)."""
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, _RETRYABLE)
-
-
 class PredictionLog:
     """A background writer of predictions into the monitoring store, through a disk spool."""
 
@@ -164,7 +125,7 @@ class PredictionLog:
         self.retry_seconds = retry_seconds
         self.spool = spool
         self.stall_seconds = stall_seconds or max(MIN_STALL_SECONDS, 4 * flush_seconds)
-        self._insert = _insert_statement(engine)
+        self._insert = insert_statement(engine)
         self._queue: deque[tuple[PredictionBatch, int]] = deque()
         self._queued_rows = 0
         self._queued_bytes = 0
@@ -487,30 +448,7 @@ class PredictionLog:
         if not self._schema_ready:
             upgrade_schema(self.engine)
             self._schema_ready = True
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(self._insert, rows)
-            return len(rows), 0
-        except SQLAlchemyError as error:
-            if _is_retryable(error):
-                raise
-            logger.warning("prediction log: batch refused (%s); writing rows one by one", error)
-        rejected = 0
-        for row in rows:
-            try:
-                with self.engine.begin() as connection:
-                    connection.execute(self._insert, [row])
-            except SQLAlchemyError as error:
-                if _is_retryable(error):
-                    raise
-                rejected += 1
-                logger.error(
-                    "prediction log: row %s/%s rejected: %s",
-                    row["request_id"],
-                    row["item_index"],
-                    error,
-                )
-        return len(rows) - rejected, rejected
+        return write_rows(self.engine, self._insert, rows)
 
 
 @contextmanager
