@@ -383,9 +383,11 @@ class PredictionLog:
 
     def _done(self, taken: _Taken, rows: int, rejected: int = 0) -> None:
         """Count a finished write and let the spool advance past it."""
-        if taken.spool is not None and self.spool is not None:
-            self.spool.commit(taken.spool)
         with self._cond:
+            # Under the condition, with the count: status() never sees the rows neither pending
+            # nor written (a flush waiter could otherwise read written short of what was sent).
+            if taken.spool is not None and self.spool is not None:
+                self.spool.commit(taken.spool)
             self._written += rows
             self._rejected += rejected
             if taken.spool is None:
