@@ -15,12 +15,15 @@ from typer.testing import CliRunner
 from tests.integration.monitoring_support import log_traffic
 from tests.integration.services import train_demo_champion
 from toxiguard.cli import app
+from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.monitoring import store
 from toxiguard.monitoring.feedback import FeedbackItem, store_feedback
-from toxiguard.monitoring.thresholds import feedback_thresholds
+from toxiguard.monitoring.thresholds import apply_feedback_thresholds, feedback_thresholds
 from toxiguard.registry.client import load_toxicity_model
-from toxiguard.settings import Settings
+from toxiguard.registry.promotion import champion_history, promote
+from toxiguard.registry.versions import champion_version
+from toxiguard.settings import Settings, get_settings
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +121,87 @@ def test_thresholds_suggest_cli(labelled: tuple[Settings, pd.DataFrame], tmp_pat
         env=env,
     )
     assert both.exit_code != 0
+
+
+def test_thresholds_apply_registers_the_model_with_new_thresholds_through_the_gate(
+    labelled: tuple[Settings, pd.DataFrame],
+) -> None:
+    """Last in this module: it moves the champion (and rolls it back at the end)."""
+    settings, corpus = labelled
+    env = {
+        "TOXIGUARD_HOME": str(settings.home),
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri or "",
+        "COLUMNS": "80",
+    }
+    runner = CliRunner()
+    try:
+        result = feedback_thresholds(settings, target_precision=0.8, min_decisions=20)
+        applied = apply_feedback_thresholds(settings, result, "moderators' review, week 48")
+        assert applied.decision.promoted and applied.base_version == 1
+        assert champion_version(settings) == applied.version == 3
+        new, info = load_toxicity_model("models:/toxiguard@champion", settings)
+        assert info["version"] == 3
+        assert new.thresholds.tolist() == pytest.approx(applied.thresholds)
+        v1, _ = load_toxicity_model("models:/toxiguard/1", settings)
+        texts = corpus[TEXT_COLUMN].tolist()[:800]
+        scores = new.predict_proba(texts)
+        np.testing.assert_array_equal(scores, v1.predict_proba(texts))
+        truth = corpus.loc[:, list(LABELS)].to_numpy()[:800]
+        assert applied.changed
+        for label in LABELS:
+            column = LABELS.index(label)
+            if label in applied.changed:  # the target holds on the feedback it came from
+                flagged = scores[:, column] >= new.thresholds[column]
+                assert precision_score(truth[:, column], flagged) >= 0.8
+            else:
+                assert new.thresholds[column] == v1.thresholds[column]
+        event = champion_history(settings)[-1]
+        assert (event["event"], event["version"], event["previous"]) == ("promote", 3, 1)
+        assert "moderators' review, week 48" in event["reason"]
+        assert "800 moderators' decisions (precision 0.8)" in event["reason"]
+        get_settings.cache_clear()  # read in this process above, from the test's own home
+        listed = runner.invoke(app, ["models", "list"], env=env)
+        assert listed.exit_code == 0, listed.output
+        assert "v1's model, new" in listed.output and "demo.csv.gz DEMO" in listed.output
+        assert max(len(line) for line in listed.output.splitlines()) <= 80, listed.output
+
+        # The same suggestion for the new champion changes nothing: refused, nothing registered.
+        again = runner.invoke(
+            app,
+            [
+                "thresholds",
+                "apply",
+                "--target-precision",
+                "0.8",
+                "--min-decisions",
+                "20",
+                "--reason",
+                "again",
+            ],
+            env=env,
+        )
+        # (CliRunner hands the error back; the entry point prints it as one line, exit 2.)
+        assert isinstance(again.exception, ToxiguardError)
+        assert "nothing to apply to version 3" in str(again.exception)
+        # Thresholds for version 1, no longer champion: registered, but the gate refuses.
+        stale = runner.invoke(
+            app,
+            [
+                "thresholds",
+                "apply",
+                "--model",
+                "1",
+                "--target-precision",
+                "0.8",
+                "--min-decisions",
+                "20",
+                "--reason",
+                "stale",
+            ],
+            env=env,
+        )
+        assert stale.exit_code == 1, stale.output
+        assert "version 4" in stale.output and "not promoted" in stale.output
+        assert champion_version(settings) == 3
+    finally:
+        promote(settings, 1, reason="test: version 1 is champion again")

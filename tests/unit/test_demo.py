@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from toxiguard.data.demo import make_demo_corpus, write_demo_corpus
+from toxiguard.data.demo import is_demo_corpus, make_demo_corpus, write_demo_corpus
 from toxiguard.data.splits import split_dataset
 from toxiguard.data.validation import fingerprint, load_dataset, text_hashes
 from toxiguard.errors import ToxiguardError
@@ -87,3 +87,15 @@ def test_the_gate_can_compare_models_trained_on_the_demo() -> None:
     seen = set(text_hashes([*splits.train[TEXT_COLUMN], *splits.validation[TEXT_COLUMN]]))
     unseen = [h for h in text_hashes(list(splits.test[TEXT_COLUMN])) if h not in seen]
     assert len(unseen) >= settings.promotion_min_test_rows
+
+
+def test_a_written_corpus_is_marked_as_the_demo_until_it_changes(tmp_path: Path) -> None:
+    path = write_demo_corpus(tmp_path / "train.csv", n_rows=200)
+    assert is_demo_corpus(path)
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(path.read_bytes())
+    assert not is_demo_corpus(copy)  # no marker beside it: not known to be the demo
+    with path.open("a") as handle:
+        handle.write('"extra","a real comment",0,0,0,0,0,0\n')
+    assert not is_demo_corpus(path)  # changed since it was written
+    assert not is_demo_corpus(tmp_path / "missing.csv")

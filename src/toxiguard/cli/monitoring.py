@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import MofNCompleteColumn, Progress
@@ -20,6 +20,9 @@ from toxiguard.cli.common import (
     settings_with,
 )
 from toxiguard.settings import get_settings
+
+if TYPE_CHECKING:
+    from toxiguard.monitoring.thresholds import FeedbackThresholds
 
 logger = logging.getLogger(__name__)
 
@@ -191,33 +194,34 @@ def _proportion(interval: Any) -> str:
     return f"{value} ({low}-{high})"
 
 
-@thresholds_app.command("suggest")
-def thresholds_suggest(
-    model_ref: Annotated[
-        str | None,
-        typer.Option("--model", help="Version, alias or URI (default: the champion)."),
-    ] = None,
-    target_precision: Annotated[
-        float | None,
-        typer.Option(min=0.0, max=1.0, help="Flag with at least this precision (most recall)."),
-    ] = None,
-    target_recall: Annotated[
-        float | None,
-        typer.Option(min=0.0, max=1.0, help="Flag with at least this recall (most precision)."),
-    ] = None,
-    min_decisions: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Positive and negative decisions each label needs, at least (default: "
-            "settings, threshold_min_decisions).",
-        ),
-    ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the suggestion (JSON) here.")
-    ] = None,
-) -> None:
-    """Suggest per-label thresholds from moderators' feedback (default target: best F1)."""
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="Version, alias or URI (default: the champion).")
+]
+PrecisionOption = Annotated[
+    float | None,
+    typer.Option(min=0.0, max=1.0, help="Flag with at least this precision (most recall)."),
+]
+RecallOption = Annotated[
+    float | None,
+    typer.Option(min=0.0, max=1.0, help="Flag with at least this recall (most precision)."),
+]
+MinDecisionsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Positive and negative decisions each label needs, at least (default: "
+        "settings, threshold_min_decisions).",
+    ),
+]
+
+
+def _suggestion(
+    model_ref: str | None,
+    target_precision: float | None,
+    target_recall: float | None,
+    min_decisions: int | None,
+) -> FeedbackThresholds:
+    """Return the thresholds the feedback suggests, after printing them as a table."""
     from toxiguard.errors import ToxiguardError
     from toxiguard.monitoring.thresholds import feedback_thresholds
 
@@ -252,6 +256,46 @@ def thresholds_suggest(
         f"{result.rows:,} labelled predictions ({result.rescored:,} rescored from their text; "
         f"{result.without_text:,} left out: served by another version, text not logged)"
     )
+    return result
+
+
+@thresholds_app.command("suggest")
+def thresholds_suggest(
+    model_ref: ModelOption = None,
+    target_precision: PrecisionOption = None,
+    target_recall: RecallOption = None,
+    min_decisions: MinDecisionsOption = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the suggestion (JSON) here.")
+    ] = None,
+) -> None:
+    """Suggest per-label thresholds from moderators' feedback (default target: best F1)."""
+    result = _suggestion(model_ref, target_precision, target_recall, min_decisions)
     if json_out is not None:
         json_out.write_text(json.dumps(result.as_dict(), indent=2))
         console.print(f"suggestion written to {json_out}")
+
+
+@thresholds_app.command("apply")
+def thresholds_apply(
+    reason: Annotated[str, typer.Option(help="Why, recorded with the version and promotion.")],
+    model_ref: ModelOption = None,
+    target_precision: PrecisionOption = None,
+    target_recall: RecallOption = None,
+    min_decisions: MinDecisionsOption = None,
+) -> None:
+    """Register the champion's model with the thresholds `suggest` shows (labels that meet the
+    target), and make it champion through the thresholds' gate."""
+    from toxiguard.monitoring.thresholds import apply_feedback_thresholds
+
+    result = _suggestion(model_ref, target_precision, target_recall, min_decisions)
+    applied = apply_feedback_thresholds(get_settings(), result, reason)
+    decision = applied.decision
+    outcome = "champion" if decision.promoted else "registered, not promoted"
+    console.print(
+        f"version {applied.version} (version {applied.base_version}'s model, new thresholds "
+        f"for {', '.join(applied.changed)}): {outcome}"
+    )
+    console.print(f"  reason: {decision.reason}")
+    if not decision.promoted:
+        raise typer.Exit(1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,13 +15,13 @@ models_app = typer.Typer(help="Show and change the model registry.", no_args_is_
 
 @models_app.command("list")
 def models_list() -> None:
-    """List every registered version with its aliases and test score."""
+    """List every registered version with its aliases, test score and the data it came from."""
     from toxiguard.registry.versions import list_versions
 
     versions = list_versions(get_settings())
     table = Table(show_edge=False)
-    for column in ("version", "aliases", "family", "test ROC-AUC", "created", "run"):
-        table.add_column(column)
+    for column in ("version", "aliases", "family", "ROC-AUC", "created", "data"):
+        table.add_column(column, overflow="fold")
     for item in versions:
         score_value = item.get("test_roc_auc_mean")
         table.add_row(
@@ -29,10 +29,31 @@ def models_list() -> None:
             ", ".join(item.get("aliases", [])),
             str(item.get("family", "")),
             f"{score_value:.4f}" if isinstance(score_value, float) else "",
-            str(item.get("created", "")),
-            str(item.get("run_id", ""))[:12],
+            str(item.get("created", "")).replace("T", "\n")[:16],
+            data_source(item),
         )
+    table.caption = "ROC-AUC: mean over labels on the version's test split"
+    if any(item.get("demo_data") for item in versions):
+        table.caption += "; DEMO: trained on the synthetic demo corpus, not on real comments"
     console.print(table if versions else "no registered versions yet")
+
+
+def data_source(item: dict[str, Any]) -> str:
+    """Return the data a version came from for people: file, rows, fingerprint, DEMO mark."""
+    fingerprint = str(item.get("dataset_fingerprint") or "").removeprefix("sha256:")[:8]
+    rows = item.get("dataset_rows")
+    lines = [
+        " ".join(
+            part
+            for part in (str(item.get("dataset_file") or "?"), "DEMO" if item["demo_data"] else "")
+            if part
+        ),
+        f"{rows:,} rows" if rows else "",
+        f"sha256 {fingerprint}" if fingerprint else "",
+    ]
+    if item.get("base_version"):
+        lines.append(f"v{item['base_version']}'s model, new thresholds")
+    return "\n".join(line for line in lines if line)
 
 
 @models_app.command("promote")

@@ -21,7 +21,22 @@ from toxiguard.settings import OFFLINE_ENVIRONMENT
 QUIET_ENVIRONMENT = {
     "MLFLOW_LOGGING_LEVEL": "WARNING",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Prefect's own console handler, where its logging set-up installs one; its API handler
+    # (the flow run's logs in the Prefect UI) keeps every level.
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
 }
+#: Loggers whose INFO lines ("Starting temporary server", "Beginning flow run", "Finished in
+#: state Completed()") stay off the console unless `--verbose`.
+CHATTY_LOGGERS = ("prefect",)
+
+
+class HideChatter(logging.Filter):
+    """Drop other libraries' records below WARNING from a console handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return False for a record below WARNING from one of `CHATTY_LOGGERS`."""
+        return record.levelno >= logging.WARNING or not record.name.startswith(CHATTY_LOGGERS)
+
 
 app = typer.Typer(
     help="toxiguard: multi-label toxic comment classification, from Kaggle files to a model.",
@@ -53,6 +68,8 @@ def configure(
             os.environ.setdefault(key, value)
     handler = RichHandler(console=error_console, show_path=False, rich_tracebacks=True)
     handler.addFilter(RedactSecrets())  # no password of a tracking or database URI in any log line
+    if not verbose:
+        handler.addFilter(HideChatter())
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",

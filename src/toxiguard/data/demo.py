@@ -10,6 +10,8 @@ reach a perfect score by keyword matching alone.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,8 @@ HARD_NEGATIVE_SHARE = 0.12  # benign rows using words that also appear in toxic 
 # promotion gate found only 103 test comments a champion had not seen (it needs 200).
 TWO_SENTENCE_SHARE = 0.6
 LABEL_NOISE = 0.01  # chance per row and label that the label is flipped
+# Written beside a demo corpus file: what marks a model trained on it as a demo in the registry.
+MARKER_SUFFIX = ".demo.json"
 
 NAMES = ["Alice", "Bob", "Carol", "Dmitri", "Esther", "Farid", "Grace", "Hiro", "Ines", "Jonas"]
 ARTICLES = [
@@ -191,4 +195,31 @@ def write_demo_corpus(path: str | Path, n_rows: int = 3000, seed: int = 0) -> Pa
     make_demo_corpus(n_rows, seed).to_csv(
         target, index=False, quoting=csv.QUOTE_NONNUMERIC, compression=compression
     )
+    marker = {"rows": n_rows, "seed": seed, "sha256": _file_sha256(target)}
+    _marker_path(target).write_text(json.dumps(marker, indent=2))
     return target
+
+
+def is_demo_corpus(path: str | Path) -> bool:
+    """Return True when `path` is a demo corpus file as `write_demo_corpus` wrote it (its marker
+    beside it, and the file unchanged since)."""
+    target = Path(path)
+    try:
+        marker = json.loads(_marker_path(target).read_text())
+        return bool(marker.get("sha256") == _file_sha256(target))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _marker_path(path: Path) -> Path:
+    """Return where the demo marker of a corpus file lives."""
+    return path.with_name(path.name + MARKER_SUFFIX)
+
+
+def _file_sha256(path: Path) -> str:
+    """Return the sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

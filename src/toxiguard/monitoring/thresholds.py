@@ -1,4 +1,5 @@
-"""Thresholds suggested from the feedback store for one registered version (the champion).
+"""Thresholds suggested from the feedback store for one registered version (the champion), and
+applied as a new version of the same model through the thresholds' gate.
 
 Each labelled prediction is scored by the version whose thresholds are being set: rows that
 version served keep their logged scores, rows another version served are scored again from
@@ -12,12 +13,15 @@ from typing import Any
 
 import pandas as pd
 
+from toxiguard.errors import ToxiguardError
 from toxiguard.labels import LABELS, SCORE_COLUMNS
 from toxiguard.models.package import ModelPackage
 from toxiguard.monitoring.feedback import labelled_predictions
 from toxiguard.monitoring.store import database_url, make_engine, upgrade_schema
 from toxiguard.monitoring.tables import LABEL_COLUMNS
 from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
+from toxiguard.registry.promotion import PromotionDecision, gate_thresholds
+from toxiguard.registry.runs import register_with_thresholds
 from toxiguard.settings import Settings
 from toxiguard.training.thresholds import MIN_DECISIONS, LabelThreshold, suggest_thresholds
 
@@ -110,3 +114,63 @@ def feedback_thresholds(
         without_text=without_text,
         target=target,
     )
+
+
+@dataclass(frozen=True)
+class AppliedThresholds:
+    """The version `thresholds apply` registered, the gate's decision on it, and why."""
+
+    version: int
+    base_version: int
+    thresholds: list[float]
+    changed: list[str]
+    decision: PromotionDecision
+
+
+def apply_feedback_thresholds(
+    settings: Settings, result: FeedbackThresholds, reason: str | None = None
+) -> AppliedThresholds:
+    """Return the version registered with `result`'s thresholds after the gate decided on it.
+
+    Only labels whose suggestion met its target take the new threshold; the others keep the
+    current one. Refuses (ToxiguardError) when no label would change or the suggestion is not
+    for a registered version.
+    """
+    if result.version is None:
+        raise ToxiguardError("the suggestion is not for a registered version: nothing to apply")
+    new = list(result.current)
+    changed: list[str] = []
+    for column, suggestion in enumerate(result.suggestions):
+        after = suggestion.threshold
+        # 1e-9: a suggestion a rounding error from the current threshold is no change.
+        if after is not None and suggestion.met_target and abs(after - new[column]) > 1e-9:
+            new[column] = after
+            changed.append(suggestion.label)
+    if not changed:
+        raise ToxiguardError(
+            f"nothing to apply to version {result.version}: no label has a new threshold that "
+            "meets its target on the feedback"
+        )
+    target = ", ".join(f"{k} {v:g}" for k, v in result.target.items()) or "best F1"
+    summary = f"thresholds from {result.rows:,} moderators' decisions ({target}): " + ", ".join(
+        f"{label} {before:.3f}->{after:.3f}"
+        for label, before, after in zip(LABELS, result.current, new, strict=True)
+        if label in changed
+    )
+    full_reason = f"{reason}; {summary}" if reason else summary
+    metrics = {
+        f"feedback_{name}_{s.label}": interval.value
+        for s in result.suggestions
+        for name, interval in (("precision", s.precision), ("recall", s.recall))
+        if interval is not None and s.label in changed
+    }
+    _, version = register_with_thresholds(
+        settings,
+        result.version,
+        new,
+        reason=full_reason,
+        metrics=metrics,
+        report=result.as_dict(),
+    )
+    decision = gate_thresholds(settings, version, result.version, full_reason)
+    return AppliedThresholds(version, result.version, new, changed, decision)

@@ -183,6 +183,46 @@ def gate_promotion(
     )
 
 
+def gate_thresholds(
+    settings: Settings, version: int, base_version: int, reason: str
+) -> PromotionDecision:
+    """Return the decision on a version that is `base_version`'s model with new thresholds.
+
+    Its scores are the base's, so the ROC-AUC gate cannot tell them apart: the thresholds were
+    checked against their target on the feedback before they were registered, and this gate
+    makes the version champion when its base still is (thresholds suggested for one champion
+    say nothing of another). Decision and reason are recorded as the ROC-AUC gate records them.
+    """
+    client = connect(settings)
+    try:
+        champion = alias_version(client, settings, settings.champion_alias)
+        promoted = champion == base_version
+        why = (
+            reason
+            if promoted
+            else f"{reason}; not promoted: version {base_version} is no longer "
+            f"{settings.champion_alias} (version {champion} is): suggest again for it"
+        )
+        at = _now()
+        _tag_version_and_run(
+            client,
+            settings,
+            version,
+            {
+                "toxiguard.decision": "promoted" if promoted else "not promoted",
+                "toxiguard.decision_reason": why,
+                "toxiguard.decided_at": at,
+                "toxiguard.champion_before": str(champion),
+            },
+        )
+        if promoted:
+            _move_champion(client, settings, version, _event("promote", version, champion, at, why))
+    except MlflowException as error:
+        raise registry_error(settings, error) from error
+    score = _float_tag(get_version(client, settings, version).tags.get("test_roc_auc_mean"))
+    return PromotionDecision(promoted, version, champion, score or float("nan"), score, 0.0, why)
+
+
 def _better_challenger(
     client: MlflowClient,
     settings: Settings,

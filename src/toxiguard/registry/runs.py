@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
@@ -35,7 +36,7 @@ from toxiguard.errors import RegistryError
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.models.manifest import MANIFEST_FILE, MANIFEST_TAG, file_sha256
 from toxiguard.models.package import ModelPackage
-from toxiguard.registry.client import configure_mlflow
+from toxiguard.registry.client import configure_mlflow, connect, load_toxicity_model
 from toxiguard.registry.pyfunc import ARTIFACT_NAME, INPUT_EXAMPLE, MODEL_NAME, SIGNATURE
 from toxiguard.settings import Settings
 
@@ -157,11 +158,16 @@ def log_model_run(
     splits_dir: Path | None,
     tags: dict[str, str] | None = None,
     extra_pip_requirements: Sequence[str] = (),
+    dataset_rows: int | None = None,
+    demo_data: bool = False,
+    version_tags: dict[str, str] | None = None,
 ) -> tuple[str, int]:
     """Return (run id, registered version) after logging one model package and all it came with.
 
     Logs into the active run when the caller has started one (e.g. to log training curves
-    first), otherwise into a new run named `run_name`.
+    first), otherwise into a new run named `run_name`. The version's tags name its data (file,
+    rows, fingerprint, whether it is the demo corpus) for `models list`; `version_tags` adds to
+    them or replaces them.
     """
     client = configure_mlflow(settings)
     run_tags = {
@@ -199,17 +205,22 @@ def log_model_run(
                     input_example=INPUT_EXAMPLE,
                     pip_requirements=pip_requirements(extra_pip_requirements),
                 )
-            version_tags = {
+            all_version_tags = {
                 "family": package.family,
+                "dataset_file": Path(dataset_source).name or dataset_source,
+                "toxiguard.demo_data": str(demo_data).lower(),
                 "thresholds": json.dumps([round(float(t), 6) for t in package.thresholds]),
                 "dataset_fingerprint": dataset_fingerprint,
                 "run_id": run.info.run_id,
                 # Kept apart from the artifact store: loading checks the manifest against it.
                 MANIFEST_TAG: manifest_sha256,
             }
+            if dataset_rows is not None:
+                all_version_tags["dataset_rows"] = str(dataset_rows)
             if "test_roc_auc_mean" in metrics:
-                version_tags["test_roc_auc_mean"] = repr(float(metrics["test_roc_auc_mean"]))
-            version = _register(client, settings, info, run.info.run_id, version_tags)
+                all_version_tags["test_roc_auc_mean"] = repr(float(metrics["test_roc_auc_mean"]))
+            all_version_tags.update(version_tags or {})
+            version = _register(client, settings, info, run.info.run_id, all_version_tags)
             mlflow.set_tag("registered_version", str(version))
     except MlflowException as error:
         raise RegistryError(
@@ -222,3 +233,58 @@ def log_model_run(
         version,
     )
     return run.info.run_id, version
+
+
+# Tags a version made from another one's model carries over from it: what the model is and
+# what it was trained on.
+_CARRIED_TAGS = (
+    "family",
+    "dataset_fingerprint",
+    "dataset_file",
+    "dataset_rows",
+    "toxiguard.demo_data",
+    "test_roc_auc_mean",
+)
+
+
+def register_with_thresholds(
+    settings: Settings,
+    base_version: int,
+    thresholds: Sequence[float],
+    *,
+    reason: str,
+    metrics: dict[str, float],
+    report: dict[str, Any],
+) -> tuple[str, int]:
+    """Return (run id, version) of a new version holding `base_version`'s model and package
+    with other thresholds; the reason, the base and the report are logged with it."""
+    name = settings.registered_model_name
+    package, _ = load_toxicity_model(f"models:/{name}/{base_version}", settings)
+    base = connect(settings).get_model_version(name, str(base_version))
+    before = [float(t) for t in package.thresholds]
+    package.thresholds = np.asarray([float(t) for t in thresholds], dtype=np.float64)
+    carried = {key: base.tags[key] for key in _CARRIED_TAGS if key in base.tags}
+    return log_model_run(
+        package,
+        settings=settings,
+        run_name=f"thresholds-v{base_version}",
+        params={
+            "family": package.family,
+            "base_version": base_version,
+            "thresholds_before": before,
+            "thresholds": [float(t) for t in package.thresholds],
+            "reason": reason,
+        },
+        metrics=metrics,
+        reports={"thresholds": report},
+        figures={},
+        dataset_source=carried.get("dataset_file", f"{name} version {base_version}"),
+        dataset_fingerprint=carried.get("dataset_fingerprint", ""),
+        splits_dir=None,
+        tags={"toxiguard.base_version": str(base_version), "toxiguard.thresholds_reason": reason},
+        version_tags={
+            **carried,
+            "toxiguard.base_version": str(base_version),
+            "toxiguard.thresholds_reason": reason,
+        },
+    )

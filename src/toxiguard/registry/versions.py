@@ -53,7 +53,8 @@ def get_version(client: MlflowClient, settings: Settings, version: int) -> Model
 
 
 def list_versions(settings: Settings) -> list[dict[str, Any]]:
-    """Return every registered version, oldest first, with aliases, run, family and test score.
+    """Return every registered version, oldest first, with aliases, run, family, test score and
+    data source (file, rows, fingerprint, demo corpus or not).
 
     An embedded database that does not exist holds no version: the list is empty, with a
     warning naming the missing file, and no empty database is created in its place (`toxiguard
@@ -92,6 +93,13 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
                         "family": mv.tags.get("family"),
                         "test_roc_auc_mean": float(score) if score else None,
                         "decision": mv.tags.get("toxiguard.decision"),
+                        "dataset_file": mv.tags.get("dataset_file"),
+                        "dataset_rows": int(mv.tags["dataset_rows"])
+                        if mv.tags.get("dataset_rows", "").isdigit()
+                        else None,
+                        "dataset_fingerprint": mv.tags.get("dataset_fingerprint"),
+                        "demo_data": mv.tags.get("toxiguard.demo_data") == "true",
+                        "base_version": mv.tags.get("toxiguard.base_version"),
                     }
                 )
             page_token = page.token

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.figure import Figure
 
+from toxiguard.data.demo import is_demo_corpus
 from toxiguard.data.splits import Splits, save_splits, split_dataset
 from toxiguard.data.trainability import dataset_problems, split_problems
 from toxiguard.data.validation import Dataset, label_matrix, load_dataset, text_hashes
@@ -306,6 +307,8 @@ def register_model(
         dataset_fingerprint=prepared.dataset.fingerprint,
         splits_dir=prepared.splits_dir,
         tags={"splits_fingerprint": splits.fingerprint},
+        dataset_rows=len(prepared.dataset.frame),
+        demo_data=is_demo_corpus(prepared.dataset.source),
     )
 
 
