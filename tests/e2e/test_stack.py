@@ -1,5 +1,6 @@
-"""End to end: the local stack (real MLflow and Prefect servers, flows served, the API) trains a
-model through the Prefect API and serves it as the new champion; nothing is left running after.
+"""End to end: the local stack (real MLflow and Prefect servers, flows served, the API) starts on
+a fresh home with the API waiting for a champion, serves the first one without a restart, trains
+a model through the Prefect API and serves it as the new champion; nothing is left running after.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.integration.flow_services import (
 from toxiguard.labels import LABELS
 from toxiguard.orchestration.flows import MONITORING_DEPLOYMENT_NAME, TRAINING_DEPLOYMENT_NAME
 from toxiguard.orchestration.processes import marked_processes
-from toxiguard.orchestration.stack import stack_status
+from toxiguard.orchestration.stack import WAITING_FOR_CHAMPION, stack_status
 from toxiguard.settings import Settings
 from toxiguard.training.pipeline import run_training
 
@@ -40,12 +41,20 @@ def _flow_run_logs(prefect_api: str, flow_run_id: str) -> str:
 
 
 def _served_version(api_url: str) -> int | None:
-    """Return the version the API serves now (None when it does not answer)."""
+    """Return the version the API serves now (None when it does not answer or serves none)."""
     try:
         info: dict[str, Any] = httpx.get(f"{api_url}/v1/model", timeout=5).json()
     except httpx.HTTPError:
         return None
     return info.get("version")
+
+
+def _wait_for_version(api_url: str, version: int) -> None:
+    """Return once the API serves `version`; fail after SWAP_TIMEOUT_S."""
+    deadline = time.monotonic() + SWAP_TIMEOUT_S
+    while _served_version(api_url) != version:
+        assert time.monotonic() < deadline, f"the API did not swap in version {version}"
+        time.sleep(0.5)
 
 
 @pytest.mark.e2e
@@ -54,14 +63,6 @@ def _served_version(api_url: str) -> int | None:
 def test_stack_trains_through_prefect_and_serves_the_new_champion(
     settings: Settings, shared_sample: pd.DataFrame, tmp_path: Path
 ) -> None:
-    # A deliberately weak first champion (labels shuffled across rows), so the API has a model
-    # to serve at start and the model trained through Prefect must beat it at the gate.
-    rng = np.random.default_rng(0)
-    weak = shared_sample.iloc[2000:2800].copy()
-    weak[list(LABELS)] = weak[list(LABELS)].to_numpy()[rng.permutation(len(weak))]
-    first = run_training(write_sample(weak, tmp_path / "weak.csv"), ["complement-nb"], settings)
-    assert first.champion_version == 1
-
     data = write_sample(shared_sample.head(2000), tmp_path / "train.csv")
     env = stack_env(
         settings.resolved_home,
@@ -71,9 +72,28 @@ def test_stack_trains_through_prefect_and_serves_the_new_champion(
         PREFECT_RUNNER_POLL_FREQUENCY="2",
     )
     with started_stack(env, timeout=STACK_TIMEOUT_S) as running:
-        status = run_cli(["stack", "status"], env, 60)
+        # A fresh home: the API is up (healthy) and waits for its first champion.
+        status = run_cli(["stack", "status"], {**env, "COLUMNS": "200"}, 60)
         assert status.returncode == 0, status.stdout + status.stderr
-        assert _served_version(running.api_url) == 1
+        assert WAITING_FOR_CHAMPION in status.stdout
+        ready = httpx.get(f"{running.api_url}/ready", timeout=10)
+        assert ready.status_code == 503
+        assert any("no champion yet in" in problem for problem in ready.json()["problems"])
+        assert _served_version(running.api_url) is None
+
+        # A deliberately weak first champion (labels shuffled across rows), registered through
+        # the stack's MLflow server: served without a restart, and the model trained through
+        # Prefect must beat it at the gate.
+        rng = np.random.default_rng(0)
+        weak = shared_sample.iloc[2000:2800].copy()
+        weak[list(LABELS)] = weak[list(LABELS)].to_numpy()[rng.permutation(len(weak))]
+        on_stack = settings.model_copy(update={"mlflow_tracking_uri": running.mlflow_url})
+        weak_csv = write_sample(weak, tmp_path / "weak.csv")
+        first = run_training(weak_csv, ["complement-nb"], on_stack)
+        assert first.champion_version == 1
+        _wait_for_version(running.api_url, 1)
+        status = run_cli(["stack", "status"], {**env, "COLUMNS": "200"}, 60)
+        assert status.returncode == 0 and WAITING_FOR_CHAMPION not in status.stdout
 
         prefect = running.prefect_api_url
         monitoring = httpx.get(
@@ -91,10 +111,7 @@ def test_stack_trains_through_prefect_and_serves_the_new_champion(
         final = wait_for_flow_run(prefect, flow_run["id"], FLOW_TIMEOUT_S)
         assert final["state"]["type"] == "COMPLETED", _flow_run_logs(prefect, flow_run["id"])
 
-        deadline = time.monotonic() + SWAP_TIMEOUT_S
-        while _served_version(running.api_url) != 2:
-            assert time.monotonic() < deadline, "the API did not swap in version 2"
-            time.sleep(0.5)
+        _wait_for_version(running.api_url, 2)
         answer = httpx.post(
             f"{running.api_url}/v1/predict", json={"texts": ["thanks for the fix"]}, timeout=30
         ).json()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.browser import Browser, chromium_page
 from tests.integration.services import (
     ServerProcess,
     start_server,
@@ -21,20 +21,11 @@ from tests.integration.services import (
 from tests.processes import stop_process
 from toxiguard.labels import LABELS
 from toxiguard.monitoring import store
+from toxiguard.monitoring.dashboard import PANEL_TITLES
 from toxiguard.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-TIMEOUT_MS = 60_000
 COMMENT = "You are a stupid idiot and everyone hates you"
 
 
@@ -52,38 +43,11 @@ def server(registry: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         stop_process(process.process)
 
 
-@dataclass
-class Browser:
-    """A Chromium page, and every request it made outside the server's origin."""
-
-    page: Any
-    outside: list[str] = field(default_factory=list)
-
-
 @pytest.fixture
 def browser(server: ServerProcess, chromium_executable: str) -> Iterator[Browser]:
     """A Chromium page that records every request leaving the server's origin."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=chromium_executable, args=CHROMIUM_ARGS
-        )
-        try:
-            page = chromium.new_context(accept_downloads=True).new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            result = Browser(page)
-            page.on(
-                "request",
-                lambda request: (
-                    None
-                    if request.url.startswith((server.url, "data:", "blob:"))
-                    else result.outside.append(request.url)
-                ),
-            )
-            yield result
-        finally:
-            chromium.close()
+    with chromium_page(chromium_executable, server.url) as page:
+        yield page
 
 
 def _api_scores(server: ServerProcess, texts: list[str]) -> list[dict[str, Any]]:
@@ -114,7 +78,19 @@ def test_score_a_comment_in_the_browser(server: ServerProcess, browser: Browser)
         assert shown[label][1] == (label in expected["flagged"])
     flagged_rows = page.locator("#scores .tg-row.tg-flagged")
     assert flagged_rows.count() == len(expected["flagged"])
-    version = httpx.get(f"{server.url}/v1/model").json()["version"]
+    # Each label's threshold is written beside its score (and marked on its bar): the model's.
+    model = httpx.get(f"{server.url}/v1/model").json()
+    for i, label in enumerate(LABELS):
+        threshold = model["thresholds"][label]
+        assert float(rows.nth(i).get_attribute("data-threshold")) == pytest.approx(
+            threshold, abs=1e-6
+        )
+        # Written with as many decimals as the score beside it (3 to 6, enough to tell them apart).
+        score_text = rows.nth(i).locator(".tg-value").inner_text()
+        digits = len(score_text.split(".")[1])
+        assert rows.nth(i).locator(".tg-threshold").inner_text() == f"/ thr {threshold:.{digits}f}"
+        assert rows.nth(i).locator(".tg-tick").is_visible()
+    version = model["version"]
     assert f"version {version}" in page.locator("#model-version").inner_text()
     assert browser.outside == [], "the UI fetched something from outside the server"
 
@@ -202,6 +178,31 @@ def test_batch_tab_scores_an_uploaded_csv(
         )
     assert worded["flagged"].tolist() == [" ".join(p["flagged"]) for p in expected]
     assert "Scored 5 comments" in page.locator("#batch-summary").inner_text()
+
+    # The preview marks exactly the score cells of the labels the file's `flagged` column names.
+    preview_rows = page.locator("#batch-preview tr[data-row]")
+    assert preview_rows.count() == len(texts)
+    for i, flagged in enumerate(scored["flagged"]):
+        cells = preview_rows.nth(i).locator("td.tg-score")
+        assert [cells.nth(j).get_attribute("data-label") for j in range(cells.count())] == list(
+            LABELS
+        )
+        marked = [
+            cells.nth(j).get_attribute("data-label")
+            for j in range(cells.count())
+            if "tg-hit" in (cells.nth(j).get_attribute("class") or "").split()
+        ]
+        assert marked == flagged.split(), (i, texts[i])
+        for j, label in enumerate(LABELS):
+            assert cells.nth(j).get_attribute("data-flagged") == str(label in marked).lower()
+            assert float(cells.nth(j).inner_text()) == pytest.approx(
+                scored[f"score_{label}"].iloc[i], abs=5e-4
+            )
+    hits = page.locator("#batch-preview td.tg-hit")
+    assert hits.count() == sum(len(f.split()) for f in scored["flagged"]) > 0
+    plain = page.locator("#batch-preview td.tg-score:not(.tg-hit)").first
+    background = "e => getComputedStyle(e).backgroundColor"
+    assert hits.first.evaluate(background) != plain.evaluate(background)
     assert browser.outside == []
 
     # The UI's predictions reach the prediction log, with source "ui", one request per file.
@@ -225,8 +226,31 @@ def test_monitoring_tab_shows_the_latest_run(
     page = browser.page
     page.goto(f"{server.url}/ui/")
     page.get_by_role("tab", name="Monitoring").click()
-    page.locator("#monitoring-refresh").click()
+    # Filled on opening, without Refresh: the summary and every panel's figure.
     summary = page.locator("#monitoring-summary")
     summary.get_by_text("insufficient_data").wait_for()
     assert "Latest run" in summary.inner_text()
+    for i in range(len(PANEL_TITLES)):
+        page.locator(f"#monitoring-panel-{i} img").first.wait_for()
+    # Refresh still redraws.
+    page.locator("#monitoring-refresh").click()
+    summary.get_by_text("insufficient_data").wait_for()
     assert browser.outside == []
+
+
+def test_api_docs_render_without_a_cdn(server: ServerProcess, browser: Browser) -> None:
+    page = browser.page
+    page.goto(f"{server.url}/docs")
+    # Swagger UI drew the operations from /openapi.json.
+    page.locator(".opblock-summary-path", has_text="/v1/predict").first.wait_for()
+    assert page.locator(".opblock").count() >= 5
+    assert "toxiguard" in page.locator(".info .title").inner_text()
+    icon = page.locator("link[rel='shortcut icon']").get_attribute("href") or ""
+    assert icon.startswith("/") and httpx.get(f"{server.url}{icon}").status_code == 200
+    page.goto(f"{server.url}/redoc")
+    page.get_by_role("heading", name=re.compile(r"^toxiguard")).first.wait_for()
+    page.get_by_text("/v1/predict").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    assert browser.outside == [], "the API docs fetched something from outside the server"
+    # ReDoc's sidebar asks for Redocly's logo from its CDN; the pages' policy refuses it.
+    assert all(url.startswith("https://cdn.redoc.ly/") for url in browser.blocked)

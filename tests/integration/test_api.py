@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,9 +16,7 @@ from tests.integration.services import (
     ServerProcess,
     ServerProcessFactory,
     fuzz_status_codes,
-    server_environment,
     start_server,
-    toxiguard_command,
     train_demo_champion,
 )
 from tests.processes import free_port, stop_process
@@ -341,35 +337,6 @@ def test_registry_down_at_start_serves_the_local_copy(
     info = httpx.get(f"{down.url}/v1/model").json()
     assert info["source"] == "local-copy" and info["thresholds"] == served["thresholds"]
     assert "serving the local copy" in " ".join(down.log().split())  # rich wraps lines
-
-
-def test_no_model_at_all_fails_fast(tmp_path: Path) -> None:
-    env = server_environment(tmp_path / "empty-home")
-    started = time.monotonic()
-    result = subprocess.run(
-        toxiguard_command("serve", "--port", str(free_port())),
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert "no model to serve" in result.stderr
-    assert "Traceback" not in result.stderr
-    dead = server_environment(
-        tmp_path / "empty-home", {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
-    )
-    result = subprocess.run(
-        toxiguard_command("serve", "--port", str(free_port())),
-        env=dead,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2 and "no model to serve" in result.stderr
-    assert time.monotonic() - started < 100
 
 
 def test_hot_swap_while_requests_run(server: ServerProcess, registry: Settings) -> None:

@@ -2,7 +2,7 @@
 
 Grafana cannot run here, so its macros are expanded the way its PostgreSQL data source expands
 them, and each query must return rows. The Gradio Monitoring tab's panels are drawn from the same
-store.
+store with the same queries (`monitoring.panels`), and must show the rows Grafana's would.
 """
 
 from __future__ import annotations
@@ -20,8 +20,15 @@ from sqlalchemy.exc import ProgrammingError
 
 from tests.integration.monitoring_support import log_traffic, write_csv
 from toxiguard.labels import LABELS, TEXT_COLUMN
+from toxiguard.monitoring import panels as definitions
 from toxiguard.monitoring import store, tables
-from toxiguard.monitoring.dashboard import ALERT_COLUMNS, PANEL_TITLES, monitoring_panels
+from toxiguard.monitoring.dashboard import (
+    ALERT_COLUMNS,
+    DRAWN,
+    PANEL_TITLES,
+    monitoring_panels,
+    panel_frame,
+)
 from toxiguard.monitoring.feedback import FeedbackItem, store_feedback
 from toxiguard.monitoring.job import run_monitoring
 from toxiguard.orchestration.simulate import choose_rows
@@ -87,6 +94,12 @@ def test_dashboard_is_provisioned_from_the_datasource() -> None:
         assert any(t.startswith(title) for t in titles), title
     for title in ("Flagged rate per label", "Live quality", "Recent alerts"):
         assert any(t.startswith(title) for t in titles), title
+    # The JSON's SQL is the one definition's (`python -m toxiguard.monitoring.panels` writes it).
+    by_title = {panel.title: panel for panel in definitions.PANELS}
+    for panel in panels():
+        assert [t["rawSql"] for t in panel["targets"]] == [
+            definitions.grafana_sql(by_title[panel["title"]])
+        ]
 
 
 def test_expand_macros_like_grafana() -> None:
@@ -178,6 +191,20 @@ def test_every_panel_query_returns_rows(
     )
     with engine.connect() as connection, pytest.raises(ProgrammingError, match="retraining"):
         connection.execute(text(sql))
+
+    # The Gradio tab runs the same queries: for each panel it draws, the rows Grafana's shows.
+    since, until = now - timedelta(days=7), now + timedelta(minutes=5)
+    with engine.connect() as connection:
+        for drawn in DRAWN:
+            result = connection.execute(text(expand_macros(drawn.sql, since, until)))
+            grafana = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            tab = panel_frame(engine, drawn, since, until)
+            assert list(tab.columns) == list(grafana.columns), drawn.title
+            assert len(tab) == len(grafana) > 0, drawn.title
+            numbers = [c for c in tab.columns if c not in ("time", "column", "metric")]
+            assert tab[numbers].to_numpy(float) == pytest.approx(
+                grafana[numbers].to_numpy(float), nan_ok=True
+            ), drawn.title
 
     # The Gradio tab draws the same panels from the same store; its alerts table shows only
     # ALERT_COLUMNS, so it still draws without the dropped column.

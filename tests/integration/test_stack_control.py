@@ -127,6 +127,7 @@ def test_up_reports_a_service_that_dies_and_stops_the_rest(
         "mlflow: exec sleep 300\n"
         "prefect: echo 'prefect: database is locked' && exit 3\n"
         "flows: exec sleep 300\n"
+        "api: exec sleep 300\n"
     )
     monkeypatch.setattr(stack_module, "PROCFILE", procfile)
     with pytest.raises(StackError, match=r"(?s)stack stopped.*database is locked"):
@@ -134,6 +135,8 @@ def test_up_reports_a_service_that_dies_and_stops_the_rest(
     assert not (settings.stack_run_dir / "stack.json").exists()
     log = (settings.stack_run_dir / "stack.log").read_text()
     assert "mlflow.1 started" in log and "prefect.1 stopped (rc=3)" in log
+    # A fresh home has no champion: the API is started anyway (it waits for one).
+    assert "api.1 started" in log
     env_file = (settings.stack_run_dir / "stack.env").read_text()
     marker = re.search(rf'{MARKER_VARIABLE}="(\w+)"', env_file)
     assert marker is not None

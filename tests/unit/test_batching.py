@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from toxiguard.serving.batching import MicroBatcher
-from toxiguard.serving.predictor import PredictionResult
+from toxiguard.serving.local_copy import PredictionResult
 
 
 class FakeModel:

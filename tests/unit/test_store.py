@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -248,3 +249,23 @@ def test_feedback_migration_keeps_rows_and_allows_unknown_labels(engine: Engine)
         assert [r[0] for r in connection.exec_driver_sql("SELECT request_id FROM feedback")] == [
             "old"
         ]
+
+
+def test_threads_of_one_process_upgrade_one_store_at_once(tmp_path: Path) -> None:
+    """The UI's tabs fill at page load, each bringing the schema up in its own thread."""
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            store.upgrade_schema(engine)
+        except BaseException as error:  # collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+    assert errors == []

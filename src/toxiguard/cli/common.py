@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 
 from toxiguard.errors import MissingExtraError
 from toxiguard.settings import Settings, get_settings
 
 console = Console()
 error_console = Console(stderr=True)
+
+
+@contextmanager
+def counting_progress(
+    description: str, total: int | None
+) -> Iterator[Callable[[int, int | None], None]]:
+    """Yield a callback (done, total) drawing a progress bar with counts and ETA on stderr
+    (`total` None while unknown)."""
+    with Progress(
+        *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def settings_with(**overrides: Any) -> Settings:

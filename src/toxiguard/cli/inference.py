@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
-from toxiguard.cli.common import console, error_console, installed, settings_with
+from toxiguard.cli.common import (
+    console,
+    counting_progress,
+    installed,
+    settings_with,
+)
 from toxiguard.labels import LABELS, TEXT_COLUMN
 from toxiguard.settings import get_settings
 
@@ -174,19 +178,16 @@ def score(
     uri = resolve_model_uri(model, settings)
     loaded, info = load_toxicity_model(uri, settings)
     with (
-        Progress(
-            *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console
-        ) as progress,
+        counting_progress("scoring", None) as on_progress,
         chunk_logger(settings, info, source="score") as log_chunk,
     ):
-        task = progress.add_task("scoring", total=None)
         rows = score_file(
             loaded,
             input_path,
             output_path,
             text_column=text_column,
             chunk_size=settings.score_chunk_size,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            on_progress=on_progress,
             on_scored=log_chunk,
         )
     console.print(f"scored {rows:,} comments with version {info.get('version')} -> {output_path}")
@@ -214,8 +215,8 @@ def serve(
     # Without gradio (the 'ui' extra) the API is served alone; the server logs how to add the UI.
     ui = f", the UI at {base}/ui" if settings.ui_enabled and installed("gradio") else ""
     console.print(
-        f"Loading the champion, then serving the API at {base}/v1/predict "
-        f"(docs {base}/docs){ui}, metrics at {base}/metrics."
+        f"Loading the champion (or, with none yet, waiting for the first one), then serving the "
+        f"API at {base}/v1/predict (docs {base}/docs){ui}, metrics at {base}/metrics."
     )
     serve_api(settings)
 

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from toxiguard.cli.common import (
     console,
-    error_console,
+    counting_progress,
     installed,
     prefect_environment,
     require_installed,
@@ -158,10 +157,7 @@ def simulate(
     settings = get_settings()
     url = url or api_url(settings)
     keys = settings.api_key_list
-    with Progress(
-        *Progress.get_default_columns(), MofNCompleteColumn(), console=error_console
-    ) as progress:
-        task = progress.add_task(f"simulating ({shift})", total=n)
+    with counting_progress(f"simulating ({shift})", n) as on_progress:
         result = run_simulation(
             url,
             data_path,
@@ -173,7 +169,7 @@ def simulate(
             max_seconds=settings.simulate_max_seconds,
             max_chars=settings.max_text_chars,
             api_key=keys[0] if keys else None,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            on_progress=on_progress,
         )
     console.print(
         f"sent {result.comments:,} comments in {result.requests:,} requests "

@@ -87,7 +87,9 @@ def _print_stack(status: Any) -> None:
         table.add_column(column)
     for service in status.services:
         state = (
-            "[green]healthy[/]"
+            f"[yellow]healthy, {service.note}[/]"
+            if service.healthy and service.note
+            else "[green]healthy[/]"
             if service.healthy
             else "[yellow]not started[/]"
             if not service.started
@@ -108,15 +110,16 @@ def stack_up(
     ] = None,
 ) -> None:
     """Start MLflow, Prefect, the flows runner and the API in the background; wait until healthy."""
-    from toxiguard.orchestration.stack import stack_up
+    from toxiguard.orchestration.stack import WAITING_FOR_CHAMPION, stack_up
 
     settings = get_settings()
     status = stack_up(settings, timeout)
     _print_stack(status)
-    if not any(s.name == "api" and s.started for s in status.services):
+    if any(s.name == "api" and s.note == WAITING_FOR_CHAMPION for s in status.services):
         console.print(
-            "[bold yellow]The API was not started: no champion yet.[/] Train one (`toxiguard run`"
-            " or the training deployment), then `toxiguard stack down` and `toxiguard stack up`."
+            "[bold yellow]The API is waiting for its first champion.[/] Train one (`toxiguard "
+            "run`, or the training deployment in the Prefect UI): it is served as soon as it is "
+            "promoted, without a restart."
         )
 
 

@@ -20,7 +20,7 @@ def models_list() -> None:
 
     versions = list_versions(get_settings())
     table = Table(show_edge=False)
-    for column in ("version", "aliases", "family", "ROC-AUC", "created", "data"):
+    for column in ("v", "aliases", "family", "ROC-AUC", "created", "data"):
         table.add_column(column, overflow="fold")
     for item in versions:
         score_value = item.get("test_roc_auc_mean")
@@ -29,10 +29,10 @@ def models_list() -> None:
             ", ".join(item.get("aliases", [])),
             str(item.get("family", "")),
             f"{score_value:.4f}" if isinstance(score_value, float) else "",
-            str(item.get("created", "")).replace("T", "\n")[:16],
+            str(item.get("created", ""))[:10],
             data_source(item),
         )
-    table.caption = "ROC-AUC: mean over labels on the version's test split"
+    table.caption = "v: version; ROC-AUC: test split, mean over labels; data: file, rows, sha256"
     if any(item.get("demo_data") for item in versions):
         table.caption += "; DEMO: trained on the synthetic demo corpus, not on real comments"
     console.print(table if versions else "no registered versions yet")
@@ -48,8 +48,7 @@ def data_source(item: dict[str, Any]) -> str:
             for part in (str(item.get("dataset_file") or "?"), "DEMO" if item["demo_data"] else "")
             if part
         ),
-        f"{rows:,} rows" if rows else "",
-        f"sha256 {fingerprint}" if fingerprint else "",
+        " ".join(part for part in (f"{rows:,} rows" if rows else "", fingerprint) if part),
     ]
     if item.get("base_version"):
         lines.append(f"v{item['base_version']}'s model, new thresholds")

@@ -21,6 +21,8 @@ from toxiguard.settings import OFFLINE_ENVIRONMENT
 QUIET_ENVIRONMENT = {
     "MLFLOW_LOGGING_LEVEL": "WARNING",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Its "View run ... at: URL" lines, written to stdout when a run on a tracking server ends.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     # Prefect's own console handler, where its logging set-up installs one; its API handler
     # (the flow run's logs in the Prefect UI) keeps every level.
     "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",

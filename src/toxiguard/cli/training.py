@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from toxiguard.cli.common import console, settings_with
+from toxiguard.cli.common import console, counting_progress, settings_with
 from toxiguard.cli.orchestration import stack_up
 from toxiguard.labels import LABELS
-from toxiguard.settings import get_settings
+from toxiguard.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from toxiguard.training.pipeline import TrainingResult
@@ -107,6 +107,8 @@ def train(
     ] = None,
 ) -> None:
     """Validate, split, fit, evaluate, register and gate each model; print the results."""
+    from toxiguard.registry.client import connect
+    from toxiguard.registry.versions import alias_version
     from toxiguard.training.pipeline import run_training
 
     settings = settings_with(seed=seed)
@@ -135,6 +137,9 @@ def train(
     )
     champion = result.champion_version
     console.print(f"champion: version {champion}" if champion else "no champion")
+    challenger = alias_version(connect(settings), settings, settings.challenger_alias)
+    if challenger is not None:
+        console.print(f"challenger: version {challenger} (the best version that is not champion)")
 
 
 def _results_table(result: TrainingResult) -> Table:
@@ -169,6 +174,13 @@ def run(
         bool,
         typer.Option("--stack/--no-stack", help="Start MLflow, Prefect and the API afterwards."),
     ] = True,
+    demo_traffic: Annotated[
+        bool,
+        typer.Option(
+            help="After training on the demo corpus, send demo comments through the API and run "
+            "monitoring once, so that the Monitoring tab has data at first sight."
+        ),
+    ] = True,
 ) -> None:
     """The main job: train the baselines if there is no champion yet, then start the stack.
 
@@ -179,6 +191,7 @@ def run(
     from toxiguard.orchestration.stack import has_champion, require_stack_extras
 
     settings = get_settings()
+    demo_path: Path | None = None
     if with_stack:
         # Before training: without honcho and Prefect the stack cannot start afterwards.
         require_stack_extras("`toxiguard run` (with --stack; --no-stack only trains)")
@@ -188,7 +201,7 @@ def run(
             data_path = found
             console.print(f"Training on {data_path}.")
         else:
-            data_path = settings.resolved_home / "demo" / "train.csv.gz"
+            data_path = demo_path = settings.resolved_home / "demo" / "train.csv.gz"
             write_demo_corpus(data_path)
             console.print(
                 f"[bold yellow]No Kaggle file in {data_dir}/[/] (looked for "
@@ -201,3 +214,22 @@ def run(
         console.print("A champion is registered already: not retraining (use --retrain).")
     if with_stack:
         stack_up(timeout=None)
+        if demo_path is not None and demo_traffic:
+            _send_demo_traffic(settings, demo_path)
+
+
+def _send_demo_traffic(settings: Settings, data: Path) -> None:
+    """Send demo comments through the stack's API and run monitoring once; say what it made."""
+    from toxiguard.orchestration.demo_traffic import DEMO_COMMENTS, send_demo_traffic
+    from toxiguard.orchestration.stack import api_url, attach_to_running_stack
+
+    with counting_progress("demo comments to the API", DEMO_COMMENTS) as on_progress:
+        traffic = send_demo_traffic(
+            attach_to_running_stack(settings), api_url(settings), data, on_progress=on_progress
+        )
+    monitoring = traffic.monitoring
+    console.print(
+        f"Sent {traffic.sent.comments:,} demo comments through the API and ran monitoring once "
+        f"(run {monitoring.run_id}: {monitoring.result.message}): the UI's Monitoring tab shows "
+        "them."
+    )

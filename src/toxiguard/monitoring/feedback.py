@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 
 REQUEST_COLUMN: Final = "request_id"
 INDEX_COLUMN: Final = "item_index"
-SOURCES: Final = ("api", "import", "perspective")
+# "review": a moderator's decision in the review queue (`toxiguard.monitoring.review`).
+SOURCES: Final = ("api", "import", "perspective", "review")
+MAX_REVIEWER: Final = 64  # the store's column width
 MAX_REQUEST_ID: Final = 64  # the store's column width
 MAX_INDEX: Final = 2**31 - 1  # the store's INTEGER column
 _CHUNK: Final = 500
@@ -56,10 +58,17 @@ class FeedbackItem:
         return cls(request_id, item_index, tuple(int(label in names) for label in LABELS))
 
 
-def store_feedback(engine: Engine, items: Sequence[FeedbackItem], source: str) -> int:
-    """Store the items (replacing earlier feedback on the same predictions); return how many."""
+def store_feedback(
+    engine: Engine, items: Sequence[FeedbackItem], source: str, reviewer: str | None = None
+) -> int:
+    """Store the items (replacing earlier feedback on the same predictions); return how many.
+
+    `reviewer` names who gave them (an API key's key id), None when unknown.
+    """
     if source not in SOURCES:
         raise ValueError(f"unknown feedback source {source!r} (known: {SOURCES})")
+    if reviewer is not None and len(reviewer) > MAX_REVIEWER:
+        raise ValueError(f"reviewer longer than {MAX_REVIEWER} characters")
     now = datetime.now(UTC)
     latest = {(item.request_id, item.item_index): item for item in items}
     keys = list(latest)
@@ -78,6 +87,7 @@ def store_feedback(engine: Engine, items: Sequence[FeedbackItem], source: str) -
                     "item_index": index,
                     "source": source,
                     "community_id": latest[(request_id, index)].community_id,
+                    "reviewer": reviewer,
                     **dict(zip(LABEL_COLUMNS, latest[(request_id, index)].labels, strict=True)),
                 }
                 for request_id, index in chunk

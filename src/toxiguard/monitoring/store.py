@@ -9,6 +9,7 @@ same `metadata` and with a new migration.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Collection
 from datetime import datetime
@@ -48,6 +49,7 @@ from toxiguard.labels import FLAG_COLUMNS, SCORE_COLUMNS
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
+_MIGRATION_LOCK = threading.Lock()  # see upgrade_schema
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 # "perspective": comments:analyze; "suggestion": a comment scored for comments:suggestscore.
@@ -143,7 +145,9 @@ def upgrade_schema(engine: Engine, revision: str = "head", attempts: int = 3) ->
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     for attempt in range(1, attempts + 1):
         try:
-            with engine.begin() as connection:
+            # Alembic keeps the running migration in a module global: two threads of one
+            # process (the UI's tabs filling at page load) raised KeyError('config').
+            with _MIGRATION_LOCK, engine.begin() as connection:
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
             return
@@ -159,7 +163,7 @@ def downgrade_schema(engine: Engine, revision: str = "base") -> None:
     """Take the store's schema back to `revision` (default: empty), dropping what came later."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
+    with _MIGRATION_LOCK, engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
 

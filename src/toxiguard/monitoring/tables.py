@@ -1,7 +1,7 @@
 """The monitoring job's tables: drift runs, per-column results, live quality, alerts, feedback.
 
 They live on the store's `metadata` (SQLAlchemy Core, like the prediction log) and are created
-by the Alembic migration `0002_monitoring`. Importing this module registers them.
+by the Alembic migrations from `0002_monitoring` on. Importing this module registers them.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ alerts = Table(
 
 # True labels of predictions, by request id and position in the request (latest answer wins);
 # NULL where the feedback does not name a label (a Perspective suggestion may name one only).
+# `reviewer` is the key id (never the key) of the API key that gave it, NULL when unknown.
 feedback = Table(
     "feedback",
     metadata,
@@ -126,6 +127,7 @@ feedback = Table(
     *(Column(name, SmallInteger, nullable=True) for name in LABEL_COLUMNS),
     Column("source", String(16), nullable=False),
     Column("community_id", String(200), nullable=True),
+    Column("reviewer", String(64), nullable=True),
     UniqueConstraint("request_id", "item_index"),
 )
 

@@ -4,6 +4,8 @@
 state file and the variables the Procfile uses, then waits for every service's HTTP health
 check. Every process it starts carries a marker variable, so `stack_down` can stop honcho and
 then anything left with that marker (a flow run started by the runner in a session of its own).
+The API is always started: on a fresh home it answers /health and waits for the first champion
+(/ready is 503 until then), which it serves as soon as it is promoted, without a restart.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ PROCFILE = Path(__file__).resolve().parents[3] / "deploy" / "Procfile"
 # runner (the 'orchestration' extra).
 STACK_MODULES: tuple[str, ...] = ("honcho", "prefect")
 POLL_S = 0.5
+#: What the status says of an API that answers /health but /ready with 503 (no model yet).
+WAITING_FOR_CHAMPION = "waiting for a champion"
 STOP_TIMEOUT_S = 20.0
 
 
@@ -65,6 +69,7 @@ class ServiceStatus:
     url: str
     healthy: bool
     started: bool = True
+    note: str | None = None  # e.g. the API's WAITING_FOR_CHAMPION
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,16 @@ def health_checks(settings: Settings) -> dict[str, Callable[[], bool]]:
     }
 
 
+def api_note(settings: Settings) -> str | None:
+    """Return WAITING_FOR_CHAMPION when the API answers /ready with 503 (nothing served yet),
+    else None."""
+    try:
+        response = httpx.get(f"{api_url(settings)}/ready", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    return WAITING_FOR_CHAMPION if response.status_code == 503 else None
+
+
 def wait_until_healthy(url: str, timeout: float) -> None:
     """Return once GET `url` answers 200; raise StackError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -204,10 +219,11 @@ def stack_status(settings: Settings) -> StackStatus:
     started = list(state.get("services", SERVICES)) if state and pid else []
     urls = service_urls(settings)
     checks = health_checks(settings)
-    services = [
-        ServiceStatus(name, urls[name], name in started and checks[name](), name in started)
-        for name in SERVICES
-    ]
+    services = []
+    for name in SERVICES:
+        healthy = name in started and checks[name]()
+        note = api_note(settings) if name == "api" and healthy else None
+        services.append(ServiceStatus(name, urls[name], healthy, name in started, note))
     return StackStatus(pid, services, settings.stack_run_dir / LOG_FILE)
 
 
@@ -252,7 +268,8 @@ def require_stack_extras(feature: str) -> None:
 
 
 def has_champion(settings: Settings) -> bool:
-    """Return True when the stack's MLflow backend already holds a champion to serve."""
+    """Return True when the stack's MLflow backend already holds a champion (`toxiguard run`
+    trains first when it does not)."""
     # Lazy: MLflow makes this module's import take 7.5 s instead of 1 s (measured), and the
     # compose health check of the flows service imports this module every 15 s.
     from toxiguard.registry.versions import list_versions  # noqa: PLC0415
@@ -265,9 +282,9 @@ def has_champion(settings: Settings) -> bool:
 def stack_up(settings: Settings, timeout: float | None = None) -> StackStatus:
     """Start every service in the background and return once all are healthy.
 
-    With no champion in the registry yet the API is left out (it needs a model to serve) and
-    reported as not started. Raises StackError (after stopping what it started) when a port is
-    taken, a service exits, or a health check still fails after `timeout` seconds.
+    The API is healthy once it answers /health: with no champion yet it waits for one (its
+    status says so). Raises StackError (after stopping what it started) when a port is taken,
+    a service exits, or a health check still fails after `timeout` seconds.
     """
     current = stack_status(settings)
     if current.running:
@@ -286,12 +303,7 @@ def stack_up(settings: Settings, timeout: float | None = None) -> StackStatus:
             raise StackError(
                 f"{host}:{port} is already in use: stop what runs there or set {variable}"
             )
-    services = list(SERVICES) if has_champion(settings) else [n for n in SERVICES if n != "api"]
-    if "api" not in services:
-        logger.warning(
-            "no champion yet: the API is not started. Train a model (`toxiguard run`, or the "
-            "training deployment in the Prefect UI), then `toxiguard stack down` and `stack up`."
-        )
+    services = list(SERVICES)
     run_dir = settings.stack_run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     settings.prefect_home.mkdir(parents=True, exist_ok=True)
@@ -403,9 +415,11 @@ __all__ = [
     "DEPLOYED_FLOWS",
     "MARKER_VARIABLE",
     "SERVICES",
+    "WAITING_FOR_CHAMPION",
     "ServiceStatus",
     "StackError",
     "StackStatus",
+    "api_note",
     "api_url",
     "attach_to_running_stack",
     "deployments_ready",

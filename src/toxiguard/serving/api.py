@@ -24,6 +24,7 @@ from toxiguard import __version__
 from toxiguard.errors import MissingExtraError, ToxiguardError, require_extra
 from toxiguard.labels import LABELS
 from toxiguard.serving import schemas
+from toxiguard.serving.docs import add_offline_docs
 from toxiguard.serving.explanations import explain_router
 from toxiguard.serving.feedback import FeedbackStore, feedback_router
 from toxiguard.serving.limits import (
@@ -34,6 +35,7 @@ from toxiguard.serving.limits import (
     client_address,
     key_id,
 )
+from toxiguard.serving.local_copy import LOCAL_COPY
 from toxiguard.serving.metrics import CONTENT_TYPE
 from toxiguard.serving.middleware import (
     UI_PATH,
@@ -43,7 +45,8 @@ from toxiguard.serving.middleware import (
     request_id_of,
 )
 from toxiguard.serving.perspective.router import discovery_router, perspective_router
-from toxiguard.serving.predictor import LOCAL_COPY, registry_client_environment
+from toxiguard.serving.predictor import NoChampionError, registry_client_environment
+from toxiguard.serving.review import review_router
 from toxiguard.serving.state import ServingState, build_state
 from toxiguard.settings import OFFLINE_ENVIRONMENT, Settings, get_settings
 
@@ -130,8 +133,8 @@ def _add_middleware(app: FastAPI, state: ServingState, backoff: KeyBackoff | Non
 
 
 def _model_info(state: ServingState) -> schemas.ModelInfo:
-    """Return the description of the served model."""
-    loaded = state.predictor.current
+    """Return the description of the served model; raise NoChampionError (503) before one."""
+    loaded = state.predictor.current  # raises NoChampionError while nothing is served
     info = loaded.info
     metrics = {str(k): float(v) for k, v in (info.get("metrics") or {}).items()}
     return schemas.ModelInfo(
@@ -158,12 +161,22 @@ def _readiness(state: ServingState) -> schemas.Readiness:
     problems: list[str] = []
     # The registry answered, but its model failed verification (not an unreachable registry).
     artifact_error = registry.get("artifact_error")
-    if model is None:
-        problems.append("no model loaded")
+    # The registry answered (or has no database yet) and no version holds the alias.
+    champion_missing = registry.get("champion_missing")
+    alias = state.predictor.alias
+    if model is None and champion_missing:
+        problems.append(f"no champion yet in {registry['uri']} (alias {alias}): {champion_missing}")
+    elif model is None:
+        problems.append(
+            f"no model loaded: waiting for a champion from the registry at {registry['uri']} "
+            f"(checked every {state.settings.model_poll_seconds:g} s)"
+        )
     elif model["source"] == LOCAL_COPY:
         why = (
             "the registry's model failed verification"
             if artifact_error
+            else f"the registry at {registry['uri']} has no champion (alias {alias})"
+            if champion_missing
             else f"the registry at {registry['uri']} could not be reached at start"
         )
         problems.append(f"serving the local copy of version {model['version']}: {why}")
@@ -205,16 +218,22 @@ def create_app(state: ServingState) -> FastAPI:
         if state.log is not None:
             state.log.close(timeout=15)
 
-    app = FastAPI(
-        title="toxiguard",
-        version=__version__,
-        description="Multi-label toxic comment classification: scores for the six Jigsaw labels "
-        f"from the registry's `{settings.champion_alias}` model. UI at [{UI_PATH}]({UI_PATH}). "
-        "`/v1alpha1/comments:analyze` and `:suggestscore` answer as Google's Perspective API "
-        "does (attributes TOXICITY, SEVERE_TOXICITY, PROFANITY, THREAT, INSULT, "
-        "IDENTITY_ATTACK), with its discovery document at `/$discovery/rest?version=v1alpha1`.",
-        lifespan=lifespan,
-        responses={422: {"model": schemas.ErrorResponse}},
+    # FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN: these are served here.
+    app = add_offline_docs(
+        FastAPI(
+            title="toxiguard",
+            version=__version__,
+            description="Multi-label toxic comment classification: scores for the six Jigsaw "
+            f"labels from the registry's `{settings.champion_alias}` model. UI at "
+            f"[{UI_PATH}]({UI_PATH}). `/v1alpha1/comments:analyze` and `:suggestscore` answer as "
+            "Google's Perspective API does (attributes TOXICITY, SEVERE_TOXICITY, PROFANITY, "
+            "THREAT, INSULT, IDENTITY_ATTACK), with its discovery document at "
+            "`/$discovery/rest?version=v1alpha1`.",
+            lifespan=lifespan,
+            responses={422: {"model": schemas.ErrorResponse}},
+            docs_url=None,
+            redoc_url=None,
+        )
     )
     backoff = (
         KeyBackoff(settings.key_failures_before_lockout)
@@ -222,14 +241,14 @@ def create_app(state: ServingState) -> FastAPI:
         else None
     )
     _add_middleware(app, state, backoff)
-    add_error_handlers(app)
+    add_error_handlers(app, unavailable=(NoChampionError,))
     limits = RequestLimits(settings)
 
     dependencies = (
         [Depends(_api_key_dependency(settings, backoff))] if settings.api_key_list else []
     )
     error_responses: dict[int | str, dict[str, Any]] = {
-        code: {"model": schemas.ErrorResponse} for code in (401, 413, 422, 429)
+        code: {"model": schemas.ErrorResponse} for code in (401, 413, 422, 429, 503)
     }
     v1 = APIRouter(prefix="/v1", dependencies=dependencies, responses=error_responses)
     request_model = schemas.predict_request_model(
@@ -265,8 +284,12 @@ def create_app(state: ServingState) -> FastAPI:
         return _model_info(state)
 
     feedback = FeedbackStore(settings, state.recent.size)
-    v1.include_router(feedback_router(feedback))
-    v1.include_router(explain_router(state, limits))
+    for router in (
+        feedback_router(feedback),
+        review_router(state, feedback),
+        explain_router(state, limits),
+    ):
+        v1.include_router(router)
     app.include_router(v1)
     app.include_router(perspective_router(state, feedback, dependencies, limits))
     app.include_router(discovery_router(settings.public_url))

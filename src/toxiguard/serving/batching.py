@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from toxiguard.serving.predictor import PredictionResult
+from toxiguard.serving.local_copy import PredictionResult
 
 logger = logging.getLogger(__name__)
 

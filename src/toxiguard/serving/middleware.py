@@ -62,6 +62,7 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
+    503: "unavailable",
 }
 
 
@@ -242,8 +243,9 @@ class ServingMiddleware:
         return None
 
 
-def add_error_handlers(app: FastAPI) -> None:
-    """Make every error a JSON body of the same shape."""
+def add_error_handlers(app: FastAPI, unavailable: tuple[type[Exception], ...] = ()) -> None:
+    """Make every error a JSON body of the same shape; the `unavailable` errors (nothing to
+    serve yet) are answered 503 with their message."""
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -258,5 +260,10 @@ def add_error_handlers(app: FastAPI) -> None:
             exc.status_code, str(exc.detail), request, headers=exc.headers, details=details
         )
 
+    async def unavailable_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(503, str(exc), request)
+
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    for error in unavailable:
+        app.add_exception_handler(error, unavailable_error)

@@ -1,10 +1,13 @@
 """The served model: loaded from the registry's champion, kept as a local copy, hot-swapped.
 
 At start the champion is loaded from MLflow and saved under the home (`model_cache_dir`).
-If the registry cannot be reached, that local copy is served instead and the server says so;
-with neither, start-up fails with a clear message. A background thread polls the alias and
-swaps in a newly promoted version: the swap replaces one reference, so requests already
-running finish on the model they started with and none is dropped.
+If the registry cannot be reached, that local copy is served instead and the server says so.
+With neither (a fresh home, or an MLflow server still starting) the server starts without a
+model and waits: predictions raise `NoChampionError` (the API answers 503) until the poller
+finds the first champion. A damaged local copy still fails start-up: that needs a person.
+A background thread polls the alias and swaps in a newly promoted version: the swap replaces
+one reference, so requests already running finish on the model they started with and none is
+dropped.
 
 Every model is verified before it is served (`ModelPackage.load`, `models.manifest`): the
 local copy keeps its manifest, and `current.json` the manifest's sha256. A registry model that
@@ -14,20 +17,15 @@ unreachable registry, and the local copy is served instead.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
 import threading
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from toxiguard.errors import (
     ModelIntegrityError,
@@ -37,64 +35,27 @@ from toxiguard.errors import (
     redact,
 )
 from toxiguard.labels import LABELS
-from toxiguard.models.manifest import MANIFEST_FILE, file_sha256
-from toxiguard.models.package import ModelPackage
-from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
+from toxiguard.registry.client import (
+    embedded_database,
+    load_toxicity_model,
+    missing_database_error,
+    resolve_model_uri,
+)
 from toxiguard.registry.versions import champion_version
+from toxiguard.serving.local_copy import LoadedModel, LocalCopy, PredictionResult
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-CURRENT_FILE = "current.json"
 REGISTRY = "registry"
-LOCAL_COPY = "local-copy"
+NO_CHAMPION = "no champion yet: train and promote a model (toxiguard run / toxiguard train)"
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model package ready to predict, with what the registry said about it and where it came
-    from."""
+class NoChampionError(ModelNotFoundError):
+    """Nothing is served yet: no champion has been promoted and there is no local copy."""
 
-    model: ModelPackage
-    info: dict[str, Any]
-    source: str
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    @property
-    def name(self) -> str | None:
-        """Return the registered model name."""
-        name = self.info.get("name")
-        return str(name) if name is not None else None
-
-    @property
-    def version(self) -> int | None:
-        """Return the registered version number."""
-        version = self.info.get("version")
-        return int(version) if version is not None else None
-
-    @property
-    def family(self) -> str:
-        """Return the model family."""
-        return self.model.family
-
-    def describe(self) -> dict[str, Any]:
-        """Return a JSON-ready summary: name, version, family, source, load time."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "family": self.family,
-            "source": self.source,
-            "loaded_at": self.loaded_at.isoformat(timespec="seconds"),
-        }
-
-
-@dataclass(frozen=True)
-class PredictionResult:
-    """Probabilities and flags for a list of texts, and the model that produced them."""
-
-    probabilities: npt.NDArray[np.float64]
-    flags: npt.NDArray[np.bool_]
-    model: LoadedModel
+    def __init__(self, message: str = NO_CHAMPION) -> None:
+        super().__init__(message)
 
 
 @dataclass
@@ -107,6 +68,9 @@ class RegistryStatus:
     last_error: str | None = None
     # Why the registry's model was refused (it failed verification); cleared by a good load.
     artifact_error: str | None = None
+    # Why the registry holds no champion (no version has the alias, no database yet); None once
+    # a champion is seen, or while the registry cannot be asked.
+    champion_missing: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the status as a JSON-ready dict."""
@@ -118,6 +82,7 @@ class RegistryStatus:
             else None,
             "last_error": self.last_error,
             "artifact_error": self.artifact_error,
+            "champion_missing": self.champion_missing,
         }
 
 
@@ -128,53 +93,6 @@ def registry_client_environment(settings: Settings) -> dict[str, str]:
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     }
-
-
-class LocalCopy:
-    """The last champion the server loaded, saved under the home for when the registry is down."""
-
-    def __init__(self, directory: Path, *, allow_unverified: bool = False) -> None:
-        self.directory = directory
-        self.allow_unverified = allow_unverified
-
-    def save(self, loaded: LoadedModel) -> None:
-        """Save the model (with its manifest) and its registry info, replacing the previous copy
-        atomically."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        target = self.directory / f"v{loaded.version}-{uuid.uuid4().hex[:8]}"
-        loaded.model.save(target)
-        pointer = self.directory / CURRENT_FILE
-        temporary = pointer.with_suffix(f".{os.getpid()}.tmp")
-        saved = {
-            "dir": target.name,
-            "info": loaded.info,
-            "manifest_sha256": file_sha256(target / MANIFEST_FILE),
-        }
-        temporary.write_text(json.dumps(saved, default=str))
-        temporary.replace(pointer)
-        for old in self.directory.iterdir():
-            if old.is_dir() and old.name != target.name:
-                shutil.rmtree(old, ignore_errors=True)
-        logger.info("local copy of %s version %s saved in %s", loaded.name, loaded.version, target)
-
-    def load(self) -> LoadedModel:
-        """Return the saved model, verified; ModelNotFoundError when there is none,
-        ModelIntegrityError when it or its pointer file is damaged."""
-        pointer = self.directory / CURRENT_FILE
-        if not pointer.is_file():
-            raise ModelNotFoundError(f"no local copy of a model in {self.directory}")
-        try:
-            saved = json.loads(pointer.read_text())
-            directory, info = self.directory / str(saved["dir"]), dict(saved["info"])
-            expected = saved.get("manifest_sha256")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise ModelIntegrityError(f"{pointer}: unreadable ({type(error).__name__})") from error
-        model = ModelPackage.load(
-            directory,
-            expected_manifest_sha256=str(expected) if expected else None,
-            allow_unverified=self.allow_unverified,
-        )
-        return LoadedModel(model=model, info=info, source=LOCAL_COPY)
 
 
 class Predictor:
@@ -196,10 +114,10 @@ class Predictor:
     # ------------------------------------------------------------ loading
     @property
     def current(self) -> LoadedModel:
-        """Return the model being served; raise ModelNotFoundError before one is loaded."""
+        """Return the model being served; raise NoChampionError before one is loaded."""
         current = self._current
         if current is None:
-            raise ModelNotFoundError("no model loaded yet")
+            raise NoChampionError()
         return current
 
     @property
@@ -209,19 +127,68 @@ class Predictor:
 
     def load(self) -> LoadedModel:
         """Load the champion from the registry, else the local copy; raise if there is neither."""
+        outcome = self._first_load()
+        if isinstance(outcome, BaseException):
+            raise ModelNotFoundError(
+                f"no model to serve: the registry gave none ({error_line(outcome)}) and "
+                f"there is no local copy in {self.local_copy.directory}. Train one with "
+                "`toxiguard train` (or `toxiguard run`), or point MLFLOW_TRACKING_URI at the "
+                "registry that holds the champion."
+            ) from outcome
+        return outcome
+
+    def load_or_wait(self) -> LoadedModel | None:
+        """Return the model loaded as `load` does, or None when there is nothing to serve yet.
+
+        None when the registry has no champion (or cannot be reached) and there is no local
+        copy: one log line says so, and the poller loads the first champion once promoted. A
+        damaged local copy still raises (ModelNotFoundError), as `load` does.
+        """
+        outcome = self._first_load()
+        if not isinstance(outcome, BaseException):
+            return outcome
+        uri, every = redact(self.settings.tracking_uri), self.settings.model_poll_seconds
+        missing = self.registry.champion_missing
+        if missing is not None:
+            logger.warning(
+                "no champion yet in %s (alias %s): %s; waiting for one (polling every %g s)",
+                uri,
+                self.alias,
+                missing,
+                every,
+            )
+        else:
+            logger.warning(
+                "no model to serve yet: the registry at %s gave none (%s) and there is no local "
+                "copy in %s; waiting for a champion (polling every %g s)",
+                uri,
+                error_line(outcome),
+                self.local_copy.directory,
+                every,
+            )
+        return None
+
+    def _first_load(self) -> LoadedModel | BaseException:
+        """Return the champion from the registry, else the local copy, now served; or the
+        registry's error when it gave none and there is no local copy.
+
+        A local copy that exists but cannot be loaded raises ModelNotFoundError.
+        """
         uri = resolve_model_uri(None, self.settings)
         try:
             loaded = self._load_from_registry(uri)
         except Exception as registry_error:  # unreachable, refused, or no champion: try the copy
-            self._mark_registry(registry_error)
+            self._record_failure(registry_error)
+            if not self.local_copy.exists():
+                return registry_error
             try:
                 loaded = self.local_copy.load()
             except (ToxiguardError, OSError) as copy_error:
                 raise ModelNotFoundError(
-                    f"no model to serve: the registry gave none ({error_line(registry_error)}) and "
-                    f"there is no usable local copy ({error_line(copy_error)}). Train one with "
-                    "`toxiguard train` (or `toxiguard run`), or point MLFLOW_TRACKING_URI at the "
-                    "registry that holds the champion."
+                    f"no model to serve: the registry gave none ({error_line(registry_error)}) "
+                    f"and there is no usable local copy ({error_line(copy_error)}). Train one "
+                    "with `toxiguard train` (or `toxiguard run`), or point MLFLOW_TRACKING_URI "
+                    "at the registry that holds the champion."
                 ) from registry_error
             logger.warning(
                 "registry at %s not usable (%s): serving the local copy of %s version %s from %s",
@@ -233,6 +200,18 @@ class Predictor:
             )
         self._swap(loaded)
         return loaded
+
+    def _record_failure(self, error: BaseException) -> None:
+        """Record why the registry gave no model: it holds no champion yet, or it failed."""
+        if isinstance(error, ModelNotFoundError) or self._database_missing() is not None:
+            try:
+                missing = self.champion_version() is None
+            except Exception:  # the registry cannot be asked now: the load's own error says why
+                missing = False
+            if missing:
+                self._mark_no_champion()
+                return
+        self._mark_registry(error)
 
     def _load_from_registry(self, uri: str) -> LoadedModel:
         """Load a model from the registry, mark it reachable and keep a local copy."""
@@ -260,11 +239,37 @@ class Predictor:
                 self.registry.reachable = True
                 self.registry.last_error = None
                 self.registry.champion_version = champion
+                self.registry.champion_missing = None
                 if loaded:
                     self.registry.artifact_error = None
             else:
                 self.registry.reachable = False
                 self.registry.last_error = error_line(error)
+                self.registry.champion_missing = None
+
+    def _mark_no_champion(self) -> None:
+        """Record that the registry answered (or has no database yet) and holds no champion."""
+        database = self._database_missing()
+        why = (
+            str(missing_database_error(database))
+            if database is not None
+            else "train and promote a model (toxiguard run / toxiguard train)"
+        )
+        with self._lock:
+            self.registry.last_check = datetime.now(UTC)
+            self.registry.reachable = True
+            self.registry.last_error = None
+            self.registry.champion_version = None
+            self.registry.champion_missing = why
+
+    def _database_missing(self) -> Path | None:
+        """Return the embedded registry's database file when it does not exist yet, else None.
+
+        Not created here: the first training creates it, and a moved database must not be
+        silently replaced by an empty one (`registry.client.connect`).
+        """
+        database = embedded_database(self.settings)
+        return database if database is not None and not database.is_file() else None
 
     def _swap(self, loaded: LoadedModel) -> None:
         """Make `loaded` the served model (requests in flight keep the one they hold)."""
@@ -282,27 +287,35 @@ class Predictor:
         )
 
     # ------------------------------------------------------------ polling
-    def champion_version(self) -> int:
-        """Return the version the champion alias points at now (raises if unreachable or if no
-        version holds the alias)."""
-        version = champion_version(self.settings)
-        if version is None:
-            raise ModelNotFoundError(
-                f"no version of {self.settings.registered_model_name} is {self.alias}"
-            )
-        return version
+    def champion_version(self) -> int | None:
+        """Return the version the champion alias points at now; None when the registry holds no
+        champion (no version has the alias, or the embedded database does not exist yet).
+
+        Raises when the registry cannot be asked.
+        """
+        if self._database_missing() is not None:
+            return None
+        return champion_version(self.settings)
 
     def refresh(self) -> bool:
-        """Check the alias once; return True when a new model was swapped in."""
+        """Check the alias once; return True when a new model (the first one too) was swapped in."""
+        current = self._current
         try:
             version = self.champion_version()
         except Exception as error:  # any failure of the registry leaves the served model as is
             was_reachable = self.registry.reachable
             self._mark_registry(error)
             if was_reachable is not False:
-                logger.warning("registry check failed, still serving the current model: %s", error)
+                serving = "still serving the current model" if current else "nothing served yet"
+                logger.warning("registry check failed, %s: %s", serving, error)
             return False
-        current = self._current
+        if version is None:
+            if self.registry.reachable is False:
+                logger.info(
+                    "registry at %s answers again; no champion yet", self.settings.tracking_uri
+                )
+            self._mark_no_champion()
+            return False
         self._mark_registry(None, version)
         if current is not None and current.version == version and current.source == REGISTRY:
             return False

@@ -1,7 +1,8 @@
 """What a running server holds (`ServingState`) and how it is built: the API and the UI share it.
 
-`build_state` loads the model first, so that `toxiguard serve` fails fast with a clear message
-when there is none.
+`build_state` loads the champion first when there is one. Without one (and without a local
+copy) the server starts anyway and waits for it: predictions raise `NoChampionError` (503 in
+the API) until the poller loads the first champion. A damaged local copy fails start-up.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, Final
 
 from toxiguard.monitoring.prediction_log import PredictionBatch, PredictionLog
 from toxiguard.serving.batching import Inference, MicroBatcher, ThreadPoolInference
+from toxiguard.serving.local_copy import PredictionResult
 from toxiguard.serving.metrics import ServingMetrics
-from toxiguard.serving.predictor import PredictionResult, Predictor
+from toxiguard.serving.predictor import Predictor
 from toxiguard.settings import Settings
 
 #: Requests remembered in memory; older ones are looked up in the prediction log. The window
@@ -93,9 +95,10 @@ class ServingState:
 
 
 def build_state(settings: Settings, *, prediction_log: bool = True) -> ServingState:
-    """Return the server state with the model loaded; raise ModelNotFoundError if there is none."""
+    """Return the server state with the champion loaded, or waiting for the first one when the
+    registry has none yet; raise ModelNotFoundError when a local copy exists but is damaged."""
     predictor = Predictor(settings)
-    predictor.load()
+    predictor.load_or_wait()
     log = PredictionLog.from_settings(settings) if prediction_log else None
     metrics = ServingMetrics()
     inference: Inference

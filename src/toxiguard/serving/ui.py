@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +19,14 @@ import pandas as pd
 
 from toxiguard.data.readers import read_comments
 from toxiguard.errors import ToxiguardError
-from toxiguard.labels import LABELS, TEXT_COLUMN
+from toxiguard.labels import LABELS, SCORE_COLUMNS, TEXT_COLUMN
 from toxiguard.models.explain import Explanation, explain
 from toxiguard.monitoring.dashboard import PANEL_TITLES, monitoring_panels
-from toxiguard.serving.batch_scoring import with_scores
+from toxiguard.serving.batch_scoring import FLAGGED_COLUMN, with_scores
+from toxiguard.serving.local_copy import PredictionResult
 from toxiguard.serving.middleware import new_request_id
-from toxiguard.serving.predictor import PredictionResult
+from toxiguard.serving.predictor import NoChampionError
+from toxiguard.serving.review_ui import REVIEW_CSS, review_tab, ui_reviewers
 from toxiguard.serving.state import ServingState
 from toxiguard.settings import Settings
 
@@ -37,12 +40,23 @@ EXAMPLES = [
     "You are a complete idiot and nobody wants you here.",
     "Shut up, you stupid moron, or I will find you.",
 ]
+# The Monitoring tab redraws this often while it is open: the monitoring job stores a run every
+# few minutes to hours, so a minute keeps it current without querying the store more often.
+MONITORING_REFRESH_S = 60
+# Rows of a scored file shown under the batch tab: enough to check a file by eye; the
+# download holds them all.
+PREVIEW_ROWS = 50
+PREVIEW_TEXT_CHARS = 160
 
 CSS = """
 .tg-scores { display: grid; gap: 6px; font-size: 15px; }
-.tg-row { display: grid; grid-template-columns: 9em 1fr 4.5em 6em; align-items: center; gap: 8px;
-          padding: 3px 6px; border-radius: 6px; }
-.tg-bar { background: #e5e7eb; border-radius: 4px; height: 14px; overflow: hidden; }
+.tg-row { display: grid; grid-template-columns: 9em 1fr 5em 7.5em 6em; align-items: center;
+          gap: 8px; padding: 3px 6px; border-radius: 6px; }
+.tg-bar { position: relative; background: #e5e7eb; border-radius: 4px; height: 14px;
+          overflow: hidden; }
+.tg-tick { position: absolute; top: 0; bottom: 0; width: 2px; margin-left: -1px;
+           background: #111827; }
+.tg-threshold { color: #6b7280; font-size: 12px; font-variant-numeric: tabular-nums; }
 .tg-fill { background: #60a5fa; height: 100%; }
 .tg-row.tg-flagged { background: #fee2e2; font-weight: 600; }
 .tg-row.tg-flagged .tg-fill { background: #dc2626; }
@@ -52,21 +66,29 @@ CSS = """
 .tg-why { margin-top: 12px; font-size: 15px; line-height: 1.7; }
 .tg-why-label { font-weight: 600; margin-top: 6px; }
 .tg-why mark { background: rgba(220, 38, 38, var(--tg-weight)); border-radius: 3px; }
+.tg-preview { max-height: 32em; overflow: auto; }
+.tg-preview table { border-collapse: collapse; font-size: 13px; width: 100%; }
+.tg-preview th, .tg-preview td { border-bottom: 1px solid #e5e7eb; padding: 2px 6px; }
+.tg-preview td.tg-score { text-align: right; font-variant-numeric: tabular-nums; }
+.tg-preview td.tg-hit { background: #fee2e2; color: #b91c1c; font-weight: 600; }
 """
 
 
 def scores_html(probabilities: Any, flags: Any, thresholds: Any) -> str:
-    """Return the HTML of six labelled bars, flagged labels highlighted."""
+    """Return the HTML of six labelled bars, each with its threshold marked on it and written
+    beside its score, flagged labels highlighted."""
     rows = []
     for label, p, hit, t in zip(LABELS, probabilities, flags, thresholds, strict=True):
+        digits = _digits(float(p), float(t))
         rows.append(
             f'<div class="tg-row{" tg-flagged" if hit else ""}" data-label="{label}" '
-            f'data-score="{float(p):.6f}" data-flagged="{str(bool(hit)).lower()}" '
-            f'title="threshold {float(t):.3f}">'
+            f'data-score="{float(p):.6f}" data-threshold="{float(t):.6f}" '
+            f'data-flagged="{str(bool(hit)).lower()}" title="threshold {float(t):.3f}">'
             f'<span class="tg-name">{label}</span>'
             f'<div class="tg-bar"><div class="tg-fill" style="width:{100 * float(p):.1f}%">'
-            "</div></div>"
-            f'<span class="tg-value">{float(p):.3f}</span>'
+            f'</div><div class="tg-tick" style="left:{100 * float(t):.1f}%"></div></div>'
+            f'<span class="tg-value">{float(p):.{digits}f}</span>'
+            f'<span class="tg-threshold">/ thr {float(t):.{digits}f}</span>'
             f'<span class="tg-flag">{"FLAGGED" if hit else ""}</span></div>'
         )
     flagged = [label for label, hit in zip(LABELS, flags, strict=True) if hit]
@@ -76,6 +98,46 @@ def scores_html(probabilities: Any, flags: Any, thresholds: Any) -> str:
         else "Not flagged for any label."
     )
     return f'<div class="tg-scores">{"".join(rows)}<div class="tg-verdict">{verdict}</div></div>'
+
+
+def _digits(score: float, threshold: float) -> int:
+    """Return the decimals (3 to 6) that show a score and its threshold apart, where they differ.
+
+    Thresholds tuned on a confident model sit near 1, so 0.9996 / 0.9999 would both read 1.000.
+    """
+    for digits in range(3, 6):
+        if f"{score:.{digits}f}" != f"{threshold:.{digits}f}":
+            return digits
+    return 6
+
+
+def preview_html(scored: pd.DataFrame, text_column: str, limit: int = PREVIEW_ROWS) -> str:
+    """Return an HTML table of the first `limit` scored rows (text, scores, flagged), each
+    flagged label's score cell marked (class tg-hit, data-flagged="true")."""
+    header = "".join(f"<th>{label}</th>" for label in LABELS)
+    rows = []
+    for index, row in scored.head(limit).iterrows():
+        hits = set(str(row[FLAGGED_COLUMN]).split())
+        text = str(row[text_column])
+        if len(text) > PREVIEW_TEXT_CHARS:
+            text = text[: PREVIEW_TEXT_CHARS - 1] + "…"
+        cells = "".join(
+            f'<td class="tg-score{" tg-hit" if label in hits else ""}" data-label="{label}" '
+            f'data-flagged="{str(label in hits).lower()}">{float(row[score]):.3f}</td>'
+            for label, score in zip(LABELS, SCORE_COLUMNS, strict=True)
+        )
+        rows.append(
+            f'<tr data-row="{index}"><td class="tg-text">{html.escape(text)}</td>{cells}'
+            f'<td class="tg-flagged-labels">{html.escape(" ".join(sorted(hits, key=LABELS.index)))}'
+            "</td></tr>"
+        )
+    shown = min(limit, len(scored))
+    caption = f"First {shown:,} of {len(scored):,} rows" if len(scored) > shown else "All rows"
+    return (
+        f'<div class="tg-preview"><table><caption>{caption}; flagged scores marked</caption>'
+        f"<thead><tr><th>{html.escape(text_column)}</th>{header}<th>flagged</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def highlighted_html(explanation: Explanation, flags: Any) -> str:
@@ -114,7 +176,12 @@ def highlighted_html(explanation: Explanation, flags: Any) -> str:
 
 
 def model_markdown(state: ServingState) -> str:
-    """Return one line naming the served model and its version."""
+    """Return one line naming the served model and its version, or saying there is none yet."""
+    if not state.predictor.loaded:
+        return (
+            f"No champion yet (alias `{state.predictor.alias}`): train and promote a model "
+            "(`toxiguard run` / `toxiguard train`); it is served here as soon as it is promoted."
+        )
     loaded = state.predictor.current
     note = " — **local copy, registry unreachable**" if loaded.source != "registry" else ""
     return (
@@ -125,26 +192,75 @@ def model_markdown(state: ServingState) -> str:
 
 def build_ui(state: ServingState) -> gr.Blocks:
     """Return the Gradio Blocks of the UI, wired to the server's state."""
+    with gr.Blocks(title="toxiguard", analytics_enabled=False) as blocks:
+        gr.Markdown(
+            "# toxiguard\nScores a comment for the six Jigsaw labels. "
+            "The REST API is documented at [/docs](/docs)."
+        )
+        model_line = gr.Markdown(elem_id="model-version")
+        tabs = (
+            _comment_tab(state, model_line),
+            _batch_tab(state, model_line),
+            review_tab(state),
+        )
+        _monitoring_tab(state.settings, blocks, other_tabs=tabs)
+        blocks.load(lambda: model_markdown(state), outputs=model_line)
+    built: gr.Blocks = blocks
+    return built
+
+
+def _predict(state: ServingState, texts: list[str]) -> PredictionResult:
+    """Return the served model's result for the texts; a gr.Error while no champion is served."""
+    try:
+        return state.inference.predict_sync(texts)
+    except NoChampionError as error:
+        raise gr.Error(str(error)) from error
+
+
+def _comment_tab(state: ServingState, model_line: gr.Markdown) -> gr.Tab:
+    """Add the Comment tab (one comment: bars, flags, thresholds, the words behind them);
+    return it."""
     settings = state.settings
-    downloads = settings.resolved_home / "serving" / "ui-downloads"
 
     def score_comment(text: str) -> tuple[str, str]:
         if not text or not text.strip():
             raise gr.Error("Type a comment first.")
         if len(text) > settings.max_text_chars:
             raise gr.Error(f"The comment is longer than {settings.max_text_chars} characters.")
-        result = state.inference.predict_sync([text])
+        result = _predict(state, [text])
         state.record(new_request_id(), "ui", [text], result)
         thresholds = result.model.model.thresholds
         body = scores_html(result.probabilities[0], result.flags[0], thresholds)
         explanation = explain(result.model.model.model, text)
         return body + highlighted_html(explanation, result.flags[0]), model_markdown(state)
 
-    def score_csv(path: str | None, column: str) -> tuple[str, str, str]:
+    with gr.Tab("Comment", id="comment") as tab:
+        comment = gr.Textbox(
+            label="Comment",
+            lines=4,
+            placeholder="Type or paste a comment",
+            elem_id="comment-input",
+        )
+        button = gr.Button("Score", variant="primary", elem_id="score-button")
+        result = gr.HTML(elem_id="scores", js_on_load=None)
+        gr.Examples(examples=EXAMPLES, inputs=comment, label="Examples")
+        button.click(score_comment, inputs=comment, outputs=[result, model_line])
+        comment.submit(score_comment, inputs=comment, outputs=[result, model_line])
+    added: gr.Tab = tab
+    return added
+
+
+def _batch_tab(state: ServingState, model_line: gr.Markdown) -> gr.Tab:
+    """Add the Batch tab (a CSV file scored: download, summary, preview); return it."""
+    settings = state.settings
+    downloads = settings.resolved_home / "serving" / "ui-downloads"
+
+    def score_csv(path: str | None, column: str) -> tuple[str, str, str, str]:
         if not path:
             raise gr.Error("Upload a CSV file first.")
+        text_column = (column or TEXT_COLUMN).strip()
         try:
-            frame = read_comments(path, text_column=(column or TEXT_COLUMN).strip())
+            frame = read_comments(path, text_column=text_column)
         except ToxiguardError as error:
             raise gr.Error(without_server_path(str(error), path)) from error
         if len(frame) > settings.ui_max_rows:
@@ -152,7 +268,7 @@ def build_ui(state: ServingState) -> gr.Blocks:
                 f"The file has {len(frame):,} rows; the UI scores at most "
                 f"{settings.ui_max_rows:,}. Use `toxiguard score` for bigger files."
             )
-        scored, flagged_share = _score_frame(state, frame, (column or TEXT_COLUMN).strip())
+        scored, flagged_share = _score_frame(state, frame, text_column)
         downloads.mkdir(parents=True, exist_ok=True)
         out_dir = Path(tempfile.mkdtemp(prefix="scored-", dir=downloads))
         output = out_dir / f"{Path(path).name.split('.')[0] or 'comments'}-scored.csv"
@@ -160,44 +276,27 @@ def build_ui(state: ServingState) -> gr.Blocks:
         summary = f"Scored **{len(scored):,}** comments; flagged: " + ", ".join(
             f"{label} {share:.1%}" for label, share in flagged_share.items()
         )
-        return str(output), summary, model_markdown(state)
+        return str(output), summary, preview_html(scored, text_column), model_markdown(state)
 
-    with gr.Blocks(title="toxiguard", analytics_enabled=False) as blocks:
+    with gr.Tab("Batch (CSV)", id="batch") as tab:
         gr.Markdown(
-            "# toxiguard\nScores a comment for the six Jigsaw labels. "
-            "The REST API is documented at [/docs](/docs)."
+            "Upload a CSV file with one comment per row (at most "
+            f"{_megabytes(settings.ui_max_upload_bytes)}, {settings.ui_max_rows:,} rows); "
+            "download it with a `score_<label>` column per label and a `flagged` column added."
         )
-        model_line = gr.Markdown(elem_id="model-version")
-        with gr.Tab("Comment", id="comment"):
-            comment = gr.Textbox(
-                label="Comment",
-                lines=4,
-                placeholder="Type or paste a comment",
-                elem_id="comment-input",
-            )
-            button = gr.Button("Score", variant="primary", elem_id="score-button")
-            result = gr.HTML(elem_id="scores", js_on_load=None)
-            gr.Examples(examples=EXAMPLES, inputs=comment, label="Examples")
-            button.click(score_comment, inputs=comment, outputs=[result, model_line])
-            comment.submit(score_comment, inputs=comment, outputs=[result, model_line])
-        with gr.Tab("Batch (CSV)", id="batch"):
-            gr.Markdown(
-                "Upload a CSV file with one comment per row (at most "
-                f"{_megabytes(settings.ui_max_upload_bytes)}, {settings.ui_max_rows:,} rows); "
-                "download it with a `score_<label>` column per label and a `flagged` column added."
-            )
-            upload = gr.File(
-                label="CSV file", file_types=[".csv"], type="filepath", elem_id="batch-upload"
-            )
-            column = gr.Textbox(value=TEXT_COLUMN, label="Text column", elem_id="batch-column")
-            run = gr.Button("Score file", variant="primary", elem_id="batch-button")
-            summary = gr.Markdown(elem_id="batch-summary")
-            download = gr.File(label="Scored CSV", interactive=False, elem_id="batch-download")
-            run.click(score_csv, inputs=[upload, column], outputs=[download, summary, model_line])
-        _monitoring_tab(settings)
-        blocks.load(lambda: model_markdown(state), outputs=model_line)
-    built: gr.Blocks = blocks
-    return built
+        upload = gr.File(
+            label="CSV file", file_types=[".csv"], type="filepath", elem_id="batch-upload"
+        )
+        column = gr.Textbox(value=TEXT_COLUMN, label="Text column", elem_id="batch-column")
+        run = gr.Button("Score file", variant="primary", elem_id="batch-button")
+        summary = gr.Markdown(elem_id="batch-summary")
+        download = gr.File(label="Scored CSV", interactive=False, elem_id="batch-download")
+        shown = gr.HTML(elem_id="batch-preview")
+        run.click(
+            score_csv, inputs=[upload, column], outputs=[download, summary, shown, model_line]
+        )
+    added: gr.Tab = tab
+    return added
 
 
 def without_server_path(message: str, path: str) -> str:
@@ -210,18 +309,32 @@ def _megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:g} MB"
 
 
-def _monitoring_tab(settings: Settings) -> None:
-    """Add a Monitoring tab: drift, traffic, quality and alert panels, the latest report."""
-    with gr.Tab("Monitoring", id="monitoring"):
+def _monitoring_tab(settings: Settings, blocks: gr.Blocks, other_tabs: Sequence[gr.Tab]) -> None:
+    """Add a Monitoring tab (drift, traffic, quality and alert panels, the latest report), filled
+    when the page loads and the tab opens, then every MONITORING_REFRESH_S while it is shown
+    (selecting one of `other_tabs` pauses it), and on Refresh."""
+    with gr.Tab("Monitoring", id="monitoring") as tab:
         summary = gr.Markdown(elem_id="monitoring-summary")
-        plots = [gr.Plot(label=title) for title in PANEL_TITLES]
+        plots = [
+            gr.Plot(label=title, elem_id=f"monitoring-panel-{i}")
+            for i, title in enumerate(PANEL_TITLES)
+        ]
         alerts = gr.Dataframe(label="Recent alerts", interactive=False)
         report = gr.File(label="Latest Evidently report", interactive=False)
         refresh = gr.Button("Refresh", elem_id="monitoring-refresh")
-        refresh.click(
-            lambda: monitoring_panels(settings).as_tuple(),
-            outputs=[summary, *plots, alerts, report],
-        )
+        timer = gr.Timer(MONITORING_REFRESH_S, active=False)
+    outputs = [summary, *plots, alerts, report]
+
+    def fill() -> tuple[Any, ...]:
+        return monitoring_panels(settings).as_tuple()
+
+    gr.on([blocks.load, refresh.click], fill, outputs=outputs)
+    # A tick redraws in place, without the panels' loading overlay every minute.
+    timer.tick(fill, outputs=outputs, show_progress="hidden")
+    tab.select(lambda: gr.Timer(active=True), outputs=timer).then(fill, outputs=outputs)
+    # The timer ticks only while this tab is the one shown: each tick queries the store.
+    for other in other_tabs:
+        other.select(lambda: gr.Timer(active=False), outputs=timer)
 
 
 def _score_frame(
@@ -234,7 +347,7 @@ def _score_frame(
     parts: list[PredictionResult] = []
     for start in range(0, len(texts), step):
         chunk = texts[start : start + step]
-        part = state.inference.predict_sync(chunk)
+        part = _predict(state, chunk)
         state.record(request_id, "ui", chunk, part, first_index=start)
         parts.append(part)
     probabilities = (
@@ -252,8 +365,13 @@ def mount_ui(app: FastAPI, state: ServingState, path: str) -> None:
     """Mount the UI on the app at `path`; with API keys set, it asks for one as the password."""
     keys = state.settings.api_key_list
 
-    def check(_user: str, password: str) -> bool:
-        return state.settings.accepts_api_key(password)
+    reviewers = ui_reviewers(state)
+
+    def check(user: str, password: str) -> bool:
+        accepted = state.settings.accepts_api_key(password)
+        if accepted:  # the Review tab records which key a moderator's decisions came from
+            reviewers.remember(user, password)
+        return accepted
 
     downloads = state.settings.resolved_home / "serving" / "ui-downloads"
     gr.mount_gradio_app(
@@ -272,5 +390,5 @@ def mount_ui(app: FastAPI, state: ServingState, path: str) -> None:
         show_error=True,
         ssr_mode=False,
         mcp_server=False,
-        css=CSS,
+        css=CSS + REVIEW_CSS,
     )

@@ -4,7 +4,8 @@ discovery document that Google's generated clients read.
 `perspective_router` is included with the API-key dependencies (keys may come as `?key=`, as
 Perspective clients send them, or in the X-API-Key header); `discovery_router` is open, as
 Google's discovery documents are. Refusals are 400 INVALID_ARGUMENT in Google's error shape
-(`serving.middleware` gives every error under `/v1alpha1/` that shape).
+(`serving.middleware` gives every error under `/v1alpha1/` that shape); before the first
+champion is served, scoring is 503 UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "INVALID_ARGUMENT, in Google's error shape"},
     413: {"description": "the texts to score are over max_request_chars, in Google's shape"},
     429: {"description": "RESOURCE_EXHAUSTED (rate limit or lockout), with Retry-After"},
+    503: {"description": "UNAVAILABLE: no champion served yet, in Google's shape"},
 }
 
 
