@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         30.0, gt=0, description="How often the server checks which version is champion."
     )
+    model_dir: Path | None = Field(
+        None,
+        description="Serve this exported bundle (`toxiguard export bundle`) instead of the "
+        "registry's champion: no registry, no polling.",
+    )
     registry_timeout_seconds: int = Field(
         5, gt=0, description="HTTP timeout of the server's calls to an MLflow tracking server."
     )

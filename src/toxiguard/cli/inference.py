@@ -205,18 +205,34 @@ def serve(
             "beyond loopback without keys logs a warning.",
         ),
     ] = False,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            help="Serve this bundle (`toxiguard export bundle`) instead of the registry's "
+            "champion: no registry, no polling [TOXIGUARD_MODEL_DIR].",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the champion: REST API (/v1/predict, /docs), UI (/ui), /health, /ready, /metrics."""
     from toxiguard.serving.api import serve as serve_api
 
     # serve_api checks the keys before it loads anything: a refusal is one `error:` line, exit 2.
-    settings = settings_with(host=host, port=port, require_keys=require_keys or None)
+    settings = settings_with(
+        host=host, port=port, require_keys=require_keys or None, model_dir=model_dir
+    )
     base = f"http://{settings.host}:{settings.port}"
     # Without gradio (the 'ui' extra) the API is served alone; the server logs how to add the UI.
     ui = f", the UI at {base}/ui" if settings.ui_enabled and installed("gradio") else ""
+    loading = (
+        f"Loading the bundle in {settings.model_dir} (no registry)"
+        if settings.model_dir is not None
+        else "Loading the champion (or, with none yet, waiting for the first one)"
+    )
     console.print(
-        f"Loading the champion (or, with none yet, waiting for the first one), then serving the "
-        f"API at {base}/v1/predict (docs {base}/docs){ui}, metrics at {base}/metrics."
+        f"{loading}, then serving the API at {base}/v1/predict (docs {base}/docs){ui}, metrics "
+        f"at {base}/metrics."
     )
     serve_api(settings)
 

@@ -11,7 +11,7 @@ import typer
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from toxiguard.cli import inference, monitoring, orchestration, registry, training
+from toxiguard.cli import export, inference, monitoring, orchestration, registry, training
 from toxiguard.cli.common import error_console
 from toxiguard.errors import RedactSecrets, ToxiguardError
 from toxiguard.settings import OFFLINE_ENVIRONMENT
@@ -51,6 +51,7 @@ app.add_typer(inference.commands)
 app.add_typer(monitoring.commands)
 app.add_typer(training.data_app, name="data")
 app.add_typer(registry.models_app, name="models")
+app.add_typer(export.export_app, name="export", no_args_is_help=True)
 app.add_typer(orchestration.flows_app, name="flows", no_args_is_help=True)
 app.add_typer(orchestration.stack_app, name="stack")
 app.add_typer(monitoring.monitor_app, name="monitor", no_args_is_help=True)

@@ -13,6 +13,10 @@ Every model is verified before it is served (`ModelPackage.load`, `models.manife
 local copy keeps its manifest, and `current.json` the manifest's sha256. A registry model that
 fails verification is reported as such (`RegistryStatus.artifact_error`), not as an
 unreachable registry, and the local copy is served instead.
+
+With `model_dir` set (`toxiguard serve --model-dir`) the server serves that exported bundle
+(`serving.export`) instead: verified at start (a bundle that fails is refused, start-up fails),
+no registry, no local copy, no polling.
 """
 
 from __future__ import annotations
@@ -42,12 +46,14 @@ from toxiguard.registry.client import (
     resolve_model_uri,
 )
 from toxiguard.registry.versions import champion_version
+from toxiguard.serving.export import load_bundle
 from toxiguard.serving.local_copy import LoadedModel, LocalCopy, PredictionResult
 from toxiguard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 REGISTRY = "registry"
+BUNDLE = "bundle"
 NO_CHAMPION = "no champion yet: train and promote a model (toxiguard run / toxiguard train)"
 
 
@@ -101,6 +107,7 @@ class Predictor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.alias = settings.champion_alias
+        self.bundle = settings.model_dir
         self.local_copy = LocalCopy(
             settings.model_cache_dir, allow_unverified=settings.allow_unverified_models
         )
@@ -127,6 +134,8 @@ class Predictor:
 
     def load(self) -> LoadedModel:
         """Load the champion from the registry, else the local copy; raise if there is neither."""
+        if self.bundle is not None:
+            return self._load_bundle(self.bundle)
         outcome = self._first_load()
         if isinstance(outcome, BaseException):
             raise ModelNotFoundError(
@@ -142,8 +151,11 @@ class Predictor:
 
         None when the registry has no champion (or cannot be reached) and there is no local
         copy: one log line says so, and the poller loads the first champion once promoted. A
-        damaged local copy still raises (ModelNotFoundError), as `load` does.
+        damaged local copy still raises (ModelNotFoundError), as `load` does; so does a bundle
+        (`model_dir`) that is missing or fails verification.
         """
+        if self.bundle is not None:
+            return self._load_bundle(self.bundle)
         outcome = self._first_load()
         if not isinstance(outcome, BaseException):
             return outcome
@@ -198,6 +210,15 @@ class Predictor:
                 loaded.version,
                 self.local_copy.directory,
             )
+        self._swap(loaded)
+        return loaded
+
+    def _load_bundle(self, directory: Path) -> LoadedModel:
+        """Serve the exported bundle in `directory`, verified; raise if it is refused."""
+        package, info = load_bundle(
+            directory, allow_unverified=self.settings.allow_unverified_models
+        )
+        loaded = LoadedModel(model=package, info=info, source=BUNDLE)
         self._swap(loaded)
         return loaded
 
@@ -300,6 +321,8 @@ class Predictor:
     def refresh(self) -> bool:
         """Check the alias once; return True when a new model (the first one too) was swapped in."""
         current = self._current
+        if self.bundle is not None:  # a bundle is served as exported: nothing to check
+            return False
         try:
             version = self.champion_version()
         except Exception as error:  # any failure of the registry leaves the served model as is
@@ -331,7 +354,7 @@ class Predictor:
 
     def start_polling(self) -> None:
         """Start the thread that checks the champion alias every `model_poll_seconds`."""
-        if self._poller is not None and self._poller.is_alive():
+        if self.bundle is not None or (self._poller is not None and self._poller.is_alive()):
             return
         self._stop.clear()
         self._poller = threading.Thread(target=self._poll, name="toxiguard-model-poll", daemon=True)
@@ -365,8 +388,19 @@ class Predictor:
         with self._lock:
             registry = self.registry.as_dict()
         current = self._current
+        if self.bundle is not None:
+            version = current.version if current else None
+            registry = {
+                "uri": f"bundle {self.bundle}",
+                **registry,  # never contacted: reachable None, no errors
+                "bundle": str(self.bundle),
+                "serving": f"serving bundle {self.bundle} version {version}",
+                "polling": False,
+            }
+        else:
+            registry = {"uri": redact(self.settings.tracking_uri), **registry}
         return {
             "model": current.describe() if current else None,
-            "registry": {"uri": redact(self.settings.tracking_uri), **registry},
+            "registry": registry,
             "swaps": self.swaps,
         }
