@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +32,17 @@ from toxiguard.settings import Settings
 logger = logging.getLogger(__name__)
 
 MAX_INDEX = 2**31 - 1  # the store's INTEGER column
+UNAVAILABLE = "the monitoring store is unavailable; try again"
+
+
+@contextmanager
+def store_errors_as_503(what: str) -> Iterator[None]:
+    """Run the block; a failure of the store in it is logged as `what` and becomes a 503."""
+    try:
+        yield
+    except SQLAlchemyError as error:
+        logger.warning("%s: %s", what, error)
+        raise HTTPException(503, UNAVAILABLE) from error
 
 
 class FeedbackRequest(BaseModel):
@@ -100,27 +112,19 @@ class FeedbackStore:
 
     def store(self, items: list[FeedbackItem], source: str) -> set[tuple[str, int]]:
         """Store feedback; return which items' predictions are logged (503 if the store is down)."""
-        try:
+        with store_errors_as_503("feedback not stored"):
             engine = self.get()
             store_feedback(engine, items, source=source)
             return logged_predictions(
                 engine, [(item.request_id, item.item_index) for item in items]
             )
-        except SQLAlchemyError as error:
-            logger.warning("feedback not stored: %s", error)
-            raise HTTPException(503, "the monitoring store is unavailable; try again") from error
 
     def check_predicted(self, request_id: str, item_index: int) -> None:
         """Raise a 404 for a request id never answered, a 422 for a position past its end."""
         size = self.recent(request_id) if self.recent is not None else None
         if size is None:
-            try:
+            with store_errors_as_503("feedback not checked"):
                 size = logged_request_size(self.get(), request_id)
-            except SQLAlchemyError as error:
-                logger.warning("feedback not checked: %s", error)
-                raise HTTPException(
-                    503, "the monitoring store is unavailable; try again"
-                ) from error
         if size is None:
             raise HTTPException(
                 404,

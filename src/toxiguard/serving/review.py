@@ -15,8 +15,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.exceptions import HTTPException
 
 from toxiguard.labels import LABELS
 from toxiguard.monitoring.feedback import FeedbackItem, store_feedback
@@ -28,7 +26,7 @@ from toxiguard.monitoring.review import (
     is_uncertain,
     review_queue,
 )
-from toxiguard.serving.feedback import MAX_INDEX, FeedbackStore
+from toxiguard.serving.feedback import MAX_INDEX, FeedbackStore, store_errors_as_503
 from toxiguard.serving.limits import CLIENT_STATE
 from toxiguard.serving.schemas import ErrorResponse, Label
 from toxiguard.serving.state import ServingState
@@ -36,7 +34,6 @@ from toxiguard.serving.state import ServingState
 logger = logging.getLogger(__name__)
 
 SOURCE = "review"
-_UNAVAILABLE = "the monitoring store is unavailable; try again"
 _EXAMPLE_SCORES: dict[str, JsonValue] = {
     label: 0.93 if label == "toxic" else 0.1 for label in LABELS
 }
@@ -157,11 +154,8 @@ def review_page(
     thresholds = {
         label: float(value) for label, value in zip(LABELS, loaded.model.thresholds, strict=True)
     }
-    try:
+    with store_errors_as_503("review queue not read"):
         items = review_queue(holder.get(), thresholds, label=label, limit=limit)
-    except SQLAlchemyError as error:
-        logger.warning("review queue not read: %s", error)
-        raise HTTPException(503, _UNAVAILABLE) from error
     return ReviewQueueResponse(
         model_version=loaded.version,
         thresholds=thresholds,
@@ -180,11 +174,8 @@ def record_decision(
     """Store a decision as feedback; return it (404 unknown prediction, 503 store down)."""
     holder.check_predicted(request_id, item_index)
     item = FeedbackItem.from_names(request_id, item_index, labels)
-    try:
+    with store_errors_as_503("review decision not stored"):
         store_feedback(holder.get(), [item], SOURCE, reviewer=reviewer)
-    except SQLAlchemyError as error:
-        logger.warning("review decision not stored: %s", error)
-        raise HTTPException(503, _UNAVAILABLE) from error
     return ReviewStored(
         request_id=request_id,
         item_index=item_index,
