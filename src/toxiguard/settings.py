@@ -351,6 +351,11 @@ class Settings(BaseSettings):
         description="Model families the training deployment trains by default; comma-separated "
         "in the environment.",
     )
+    training_params: str = Field(
+        "default",
+        description="Hyperparameters of the training deployment and `toxiguard run`: 'default', "
+        "'best' (each family's latest `toxiguard tune` run) or a JSON file's path.",
+    )
     stack_dir: Path | None = Field(
         None, description="Where `toxiguard stack` keeps its pid file and logs; default home/stack."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from uuid import UUID
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -27,11 +29,13 @@ from toxiguard.orchestration.flows import (
     MONITORING_FLOW,
     TRAINING_ARTIFACT_KEY,
     TRAINING_FLOW,
+    TUNING_FLOW,
     build_deployments,
     monitoring_flow,
     register_task,
     retry_unless_user_error,
     training_flow,
+    tuning_flow,
 )
 from toxiguard.orchestration.stack import DEPLOYED_FLOWS
 from toxiguard.registry.versions import list_versions
@@ -74,7 +78,7 @@ def test_deployments_take_schedules_and_parameters_from_settings(
             "training_models": ["complement-nb", "nbsvm"],
         }
     )
-    training, monitoring = build_deployments(custom)
+    training, monitoring, tuning = build_deployments(custom)
     assert training.name == "training" and training.flow_name == TRAINING_FLOW
     assert training.entrypoint == "toxiguard.orchestration.flows.training_flow"
     assert [s.schedule.cron for s in training.schedules] == ["0 3 * * 1"]  # type: ignore[union-attr]
@@ -82,19 +86,29 @@ def test_deployments_take_schedules_and_parameters_from_settings(
     assert training.parameters == {
         "data": str(tmp_path / "train.csv"),
         "models": ["complement-nb", "nbsvm"],
+        "params": "default",
+    }
+    assert tuning.name == "tuning" and tuning.flow_name == TUNING_FLOW
+    assert tuning.schedules == [] and tuning.parameters == {"data": str(tmp_path / "train.csv")}
+    assert set(parameter_schema(tuning_flow).properties) == {
+        "data",
+        "family",
+        "trials",
+        "train_rows",
+        "seed",
     }
     # Every flow parameter is in the schema the UI shows and edits.
     schema = parameter_schema(training_flow)
     assert set(schema.properties) == {"data", "models", "seed", "params"}
     assert schema.properties["models"]["anyOf"][0]["type"] == "array"
     # Training off by default: no schedule, still runnable by hand.
-    default_training, default_monitoring = build_deployments(settings)
+    default_training, default_monitoring, _ = build_deployments(settings)
     assert default_training.schedules == []
     assert [s.schedule.cron for s in default_monitoring.schedules] == ["0 * * * *"]  # type: ignore[union-attr]
 
 
 def test_stack_health_check_names_the_flows_that_are_served() -> None:
-    assert DEPLOYED_FLOWS == (TRAINING_FLOW, MONITORING_FLOW)
+    assert DEPLOYED_FLOWS == (TRAINING_FLOW, MONITORING_FLOW, TUNING_FLOW)
 
 
 # ---------------------------------------------------------------- the flows, for real
@@ -135,6 +149,30 @@ def test_training_flow_registers_gates_and_reports(
     assert model["run_id"] in artifact.data
     assert "| complement-nb | 1 |" in artifact.data
     assert "Champion now: version 1" in artifact.data
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_tuning_flow_records_best_params_that_training_with_best_uses(
+    prefect_home: Path,
+    sample_csv: Path,
+    settings: Settings,
+) -> None:
+    state = tuning_flow(data=str(sample_csv), family="complement-nb", trials=3, return_state=True)
+    assert state.is_completed(), state.message
+    tuned = state.result()
+    assert tuned["family"] == "complement-nb" and tuned["trials"] == 3
+    assert tuned["best_val_mean_roc_auc"] >= tuned["default_val_mean_roc_auc"]
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    names = sorted(run.name for run in asyncio.run(_task_runs(flow_run_id)))
+    assert names == ["tune-complement-nb", "validate-and-split"]
+
+    trained = training_flow(data=str(sample_csv), models=["complement-nb"], params="best")
+    [model] = trained["models"]
+    logged = MlflowClient().get_run(model["run_id"]).data.params
+    assert float(logged["alpha"]) == pytest.approx(tuned["best_params"]["alpha"])
+    assert json.loads(logged["char_ngrams"]) == tuned["best_params"]["char_ngrams"]
 
 
 @pytest.mark.integration

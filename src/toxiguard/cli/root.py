@@ -11,7 +11,15 @@ import typer
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from toxiguard.cli import export, inference, monitoring, orchestration, registry, training
+from toxiguard.cli import (
+    export,
+    inference,
+    monitoring,
+    orchestration,
+    registry,
+    training,
+    tuning,
+)
 from toxiguard.cli.common import error_console
 from toxiguard.errors import RedactSecrets, ToxiguardError
 from toxiguard.settings import OFFLINE_ENVIRONMENT
@@ -47,6 +55,7 @@ app = typer.Typer(
 )
 # `toxiguard --help` lists the commands in the order they are added here.
 app.add_typer(training.commands)
+app.add_typer(tuning.commands)
 app.add_typer(inference.commands)
 app.add_typer(monitoring.commands)
 app.add_typer(training.data_app, name="data")

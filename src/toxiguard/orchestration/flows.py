@@ -21,7 +21,7 @@ from prefect.tasks import Task
 from prefect.types.entrypoint import EntrypointType
 from sqlalchemy import Engine
 
-from toxiguard.errors import RegistryError, ToxiguardError
+from toxiguard.errors import RegistryError, ToxiguardError, require_extra
 from toxiguard.models import ToxicityModel
 from toxiguard.monitoring.job import run_monitoring
 from toxiguard.monitoring.summary import prediction_log_summary
@@ -38,16 +38,20 @@ from toxiguard.training.steps import (
     prepare_data,
     register_model,
 )
+from toxiguard.training.tuned_params import resolve_params
 
 logger = logging.getLogger(__name__)
 
 TRAINING_FLOW = "toxiguard-training"
 MONITORING_FLOW = "toxiguard-monitoring"
+TUNING_FLOW = "toxiguard-tuning"
 TRAINING_DEPLOYMENT = "training"
 MONITORING_DEPLOYMENT = "monitoring"
+TUNING_DEPLOYMENT = "tuning"
 #: Full deployment names, as `prefect deployment run` and `run_deployment` take them.
 TRAINING_DEPLOYMENT_NAME = f"{TRAINING_FLOW}/{TRAINING_DEPLOYMENT}"
 MONITORING_DEPLOYMENT_NAME = f"{MONITORING_FLOW}/{MONITORING_DEPLOYMENT}"
+TUNING_DEPLOYMENT_NAME = f"{TUNING_FLOW}/{TUNING_DEPLOYMENT}"
 TRAINING_ARTIFACT_KEY = "toxiguard-training"
 REGISTRY_RETRIES = 2
 REGISTRY_RETRY_DELAY_S = 5.0
@@ -207,7 +211,7 @@ def training_flow(
     data: str | None = None,
     models: list[str] | None = None,
     seed: int | None = None,
-    params: dict[str, dict[str, Any]] | None = None,
+    params: dict[str, dict[str, Any]] | str | None = None,
 ) -> dict[str, Any]:
     """Validate and split `data`, then fit, evaluate, register and gate each model in turn.
 
@@ -219,13 +223,21 @@ def training_flow(
         models: Model families to train, in order (e.g. tfidf-lr, nbsvm, tfidf-svm,
             complement-nb, blend); default: the settings' `training_models`.
         seed: Seed for the split and the models; default: the settings' seed.
-        params: Hyperparameters per family, e.g. {"tfidf-lr": {"C": 4.0}}.
+        params: Hyperparameters per family, e.g. {"tfidf-lr": {"C": 4.0}}; or "best" (each
+            family's latest tuning run), "default", or a JSON file's path; default: the
+            settings' `training_params`.
     """
     settings = get_settings()
     if seed is not None:
         settings = settings.model_copy(update={"seed": seed})
+    families = list(models or settings.training_models)
+    resolved, notes = resolve_params(
+        settings.training_params if params is None else params, families, settings
+    )
+    for note in notes:
+        logger.info("%s", note)
     prepared = prepare_task(str(data or settings.training_data), settings)
-    result = train_families(prepared, settings, models, params, TASK_STEPS)
+    result = train_families(prepared, settings, families, resolved, TASK_STEPS)
     report_task(result)
     return training_summary(result)
 
@@ -277,14 +289,63 @@ def monitoring_flow(window_hours: float | None = None) -> dict[str, Any]:
     return summary
 
 
+@task(name="tune", task_run_name="tune-{family}", cache_policy=NO_CACHE, persist_result=False)
+def tune_task(
+    family: str, prepared: PreparedData, settings: Settings, trials: int, train_rows: int | None
+) -> dict[str, Any]:
+    """Return the summary of a family's search (`training.tuning.tune_family`)."""
+    require_extra("optuna", "tuning", "the tuning flow")
+    from toxiguard.training.tuning import tune_family  # noqa: PLC0415 (optuna: the tuning extra)
+
+    result = tune_family(family, prepared, settings, trials=trials, train_rows=train_rows)
+    return {
+        "family": family,
+        "run_id": result.run_id,
+        "best_params": result.best_params,
+        "best_val_mean_roc_auc": result.best_value,
+        "default_val_mean_roc_auc": result.default_value,
+        "trials": len(result.trials),
+        "pruned": result.pruned,
+    }
+
+
+@flow(name=TUNING_FLOW, persist_result=False)
+def tuning_flow(
+    data: str | None = None,
+    family: str = "nbsvm",
+    trials: int = 20,
+    train_rows: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Search a family's hyperparameters on the validation split; record the best on MLflow.
+
+    The training flow (params="best") and `toxiguard train --params best` then use them.
+
+    Args:
+        data: Labelled training file; default: the settings' `training_data`.
+        family: Model family to tune (tfidf-lr, nbsvm, tfidf-svm, complement-nb, transformer).
+        trials: Trials to run; the first is the family's defaults.
+        train_rows: Fit each trial on at most this many training rows (faster, rougher).
+        seed: Seed for the split and the sampler; default: the settings' seed.
+    """
+    settings = get_settings()
+    if seed is not None:
+        settings = settings.model_copy(update={"seed": seed})
+    prepared = prepare_task(str(data or settings.training_data), settings)
+    summary: dict[str, Any] = tune_task(family, prepared, settings, trials, train_rows)
+    return summary
+
+
 def build_deployments(settings: Settings) -> list[RunnerDeployment]:
-    """Return the training and monitoring deployments, scheduled and parametrised by settings."""
+    """Return the training, monitoring and tuning deployments, scheduled and parametrised by
+    settings (tuning has no schedule: it runs when started)."""
     training_deployment = training_flow.to_deployment(
         name=TRAINING_DEPLOYMENT,
         cron=settings.training_cron,
         parameters={
             "data": str(Path(settings.training_data).expanduser().resolve()),
             "models": list(settings.training_models),
+            "params": settings.training_params,
         },
         description="Validate, split, fit, evaluate, register and gate each model family.",
         tags=["toxiguard", "training"],
@@ -297,14 +358,22 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
         tags=["toxiguard", "monitoring"],
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    deployments = [training_deployment, monitoring_deployment]
+    tuning_deployment = tuning_flow.to_deployment(
+        name=TUNING_DEPLOYMENT,
+        parameters={"data": str(Path(settings.training_data).expanduser().resolve())},
+        description="Search one model family's hyperparameters; training with params='best' "
+        "uses the result.",
+        tags=["toxiguard", "tuning"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    deployments = [training_deployment, monitoring_deployment, tuning_deployment]
     if not all(isinstance(item, RunnerDeployment) for item in deployments):
         raise TypeError("to_deployment returned a coroutine: call build_deployments outside async")
     return cast(list[RunnerDeployment], deployments)
 
 
 def serve_flows(settings: Settings) -> None:
-    """Serve both deployments until interrupted (runs started from the UI or API run here)."""
+    """Serve every deployment until interrupted (runs started from the UI or API run here)."""
     deployments = build_deployments(settings)
     for deployment in deployments:
         logger.info(
@@ -321,6 +390,7 @@ __all__ = [
     "MONITORING_DEPLOYMENT_NAME",
     "TRAINING_ARTIFACT_KEY",
     "TRAINING_DEPLOYMENT_NAME",
+    "TUNING_DEPLOYMENT_NAME",
     "build_deployments",
     "monitoring_flow",
     "retry_unless_user_error",
@@ -328,4 +398,5 @@ __all__ = [
     "training_flow",
     "training_markdown",
     "training_summary",
+    "tuning_flow",
 ]

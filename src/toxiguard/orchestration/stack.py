@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 SERVICES: tuple[str, ...] = ("mlflow", "prefect", "flows", "api")
 # The flows `toxiguard flows serve` deploys (named here too, so that a health check need not
 # import Prefect and the training code).
-DEPLOYED_FLOWS: tuple[str, ...] = ("toxiguard-training", "toxiguard-monitoring")
+DEPLOYED_FLOWS: tuple[str, ...] = ("toxiguard-training", "toxiguard-monitoring", "toxiguard-tuning")
 STATE_FILE = "stack.json"
 LOG_FILE = "stack.log"
 ENV_FILE = "stack.env"
@@ -154,7 +154,7 @@ def _get_ok(url: str, timeout: float = 2.0) -> bool:
 
 
 def deployments_ready(prefect_api: str) -> bool:
-    """Return True when the Prefect server at `prefect_api` lists both deployments as ready."""
+    """Return True when the Prefect server at `prefect_api` lists every deployment as ready."""
     body = {"flows": {"name": {"any_": list(DEPLOYED_FLOWS)}}}
     try:
         response = httpx.post(f"{prefect_api.rstrip('/')}/deployments/filter", json=body, timeout=3)
@@ -163,7 +163,7 @@ def deployments_ready(prefect_api: str) -> bool:
     if response.status_code != 200:
         return False
     ready = {item.get("flow_id") for item in response.json() if item.get("status") == "READY"}
-    return len(ready) >= 2
+    return len(ready) >= len(DEPLOYED_FLOWS)
 
 
 def health_checks(settings: Settings) -> dict[str, Callable[[], bool]]:

@@ -128,7 +128,7 @@ def flat_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
     return {f"{prefix}_{key}": float(value) for key, value in summary.items() if value is not None}
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """Return a figure drawn by the Agg canvas, independent of pyplot's global state."""
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
@@ -141,7 +141,7 @@ def plot_pr_curves(
     """Return a 2x3 figure of per-label precision-recall curves with the tuned threshold marked."""
     truth, prob = _check(y_true, y_prob)
     cut = np.asarray(thresholds, dtype=np.float64)
-    figure = _new_figure(13, 8)
+    figure = new_figure(13, 8)
     axes = figure.subplots(2, 3)
     for j, (label, ax) in enumerate(zip(LABELS, axes.flat, strict=True)):
         y, p = truth[:, j], prob[:, j]
@@ -176,7 +176,7 @@ def plot_f1_bars(report: dict[str, Any], title: str) -> Figure:
     at_tuned = [report["per_label"][label]["f1_tuned"] for label in labels]
     positions = np.arange(len(labels))
     width = 0.38
-    figure = _new_figure(9, 4.5)
+    figure = new_figure(9, 4.5)
     ax = figure.subplots()
     ax.bar(positions - width / 2, at_default, width, label="F1 at 0.5")
     ax.bar(positions + width / 2, at_tuned, width, label="F1 at tuned threshold")
