@@ -29,6 +29,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "complement-nb": {"alpha": 0.1},
     "transformer": {"max_length": 64},
     "blend": {"weight_step": 0.1},
+    "cascade": {"max_auc_loss": 0.002},
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from toxiguard.errors import ModelNotFoundError, ToxiguardError
 from toxiguard.models.base import META_FILE, ToxicityModel
 from toxiguard.models.blend import DEFAULT_MEMBERS, BlendModel
+from toxiguard.models.cascade import STAGES, CascadeModel
 from toxiguard.models.tfidf.linear import (
     ComplementNBModel,
     NBSVMModel,
@@ -26,6 +27,7 @@ FAMILIES: dict[str, type[ToxicityModel]] = {
     cls.family: cls
     for cls in (
         BlendModel,
+        CascadeModel,
         TfidfLogisticModel,
         NBSVMModel,
         TfidfSVMModel,
@@ -77,13 +79,30 @@ def _blend_params(params: Mapping[str, Any], common: Mapping[str, Any]) -> dict[
     return params
 
 
-def _member(member: Any, common: Mapping[str, Any]) -> ToxicityModel:
-    """Return a blend member: a model as it is, or one built from a saved spec."""
+#: A cascade's stages given none: NB-SVM (the best TF-IDF family measured) and the blend.
+DEFAULT_STAGES: dict[str, str] = {"fast": "nbsvm", "slow": "blend"}
+
+
+def _cascade_params(params: Mapping[str, Any], common: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a cascade's constructor arguments with its stages built: each stage a model, a
+    family name (with `stage_params[stage]`) or a saved spec {family, params}."""
+    params = dict(params)
+    stage_params: Mapping[str, Mapping[str, Any]] = params.pop("stage_params", None) or {}
+    for stage in STAGES:
+        given = params.get(stage) or DEFAULT_STAGES[stage]
+        if isinstance(given, str):
+            given = {"family": given, "params": stage_params.get(stage, {})}
+        params[stage] = _member(given, common, "cascade")
+    return params
+
+
+def _member(member: Any, common: Mapping[str, Any], owner: str = "blend") -> ToxicityModel:
+    """Return a member of a composite model: a model as it is, or one built from a saved spec."""
     if isinstance(member, ToxicityModel):
         return member
     if isinstance(member, Mapping) and "family" in member:
         return create_model(str(member["family"]), common, **member.get("params", {}))
-    raise ToxiguardError(f"blend: a member must be a model or {{family, params}}, got {member!r}")
+    raise ToxiguardError(f"{owner}: a member must be a model or {{family, params}}, got {member!r}")
 
 
 def create_model(
@@ -99,6 +118,8 @@ def create_model(
     shared = dict(common or {})
     if cls is BlendModel:
         params = _blend_params(params, shared)
+    elif cls is CascadeModel:
+        params = _cascade_params(params, shared)
     known = set(cls._get_param_names())
     unknown = sorted(set(params) - known)
     if unknown:

@@ -10,8 +10,9 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
+from toxiguard.errors import ModelNotFoundError
 from toxiguard.labels import LABELS
 
 FloatArray = npt.NDArray[np.float64]
@@ -69,6 +70,10 @@ class ToxicityModel(BaseEstimator, ABC):  # type: ignore[misc]
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
         """Return an (n, 6) array of probabilities in label order."""
 
+    def parts(self) -> list[ToxicityModel]:
+        """Return the models this one is built of (a blend's members, a cascade's stages)."""
+        return []
+
     def diagnostics(self) -> dict[str, float]:
         """Return numbers about how the model was built, logged as metrics with its run."""
         return {}
@@ -94,3 +99,17 @@ class ToxicityModel(BaseEstimator, ABC):  # type: ignore[misc]
         meta = {"family": self.family, "params": self.json_params()}
         (path / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return path
+
+
+def load_member(template: ToxicityModel, directory: Path) -> ToxicityModel:
+    """Return the member of a composite model (a blend's member, a cascade's stage) saved in
+    `directory`: a clone of `template` with the member's own saved params (blends saved before
+    `estimators` existed name their members by family only)."""
+    meta = json.loads((directory / META_FILE).read_text())
+    if meta["family"] != template.family:
+        raise ModelNotFoundError(
+            f"{directory}: holds a {meta['family']} model, {template.family} expected"
+        )
+    member: ToxicityModel = clone(template).set_params(**meta["params"])
+    member.load_state(directory)
+    return member

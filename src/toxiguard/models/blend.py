@@ -20,8 +20,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from toxiguard.errors import ModelNotFoundError, ToxiguardError
-from toxiguard.models.base import META_FILE, FloatArray, LabelArray, ToxicityModel
+from toxiguard.errors import ToxiguardError
+from toxiguard.models.base import FloatArray, LabelArray, ToxicityModel, load_member
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,11 @@ class BlendModel(ToxicityModel):
     def member_names(self) -> list[str]:
         """Return the members' names, in blending order."""
         return [name for name, _ in self.estimators]
+
+    def parts(self) -> list[ToxicityModel]:
+        """Return the members (fitted once fitted)."""
+        members = getattr(self, "members_", None)
+        return list(members.values()) if members else [model for _, model in self.estimators]
 
     def check_params(self) -> Self:
         """Return self once there are two or more differently named members."""
@@ -202,7 +207,7 @@ class BlendModel(ToxicityModel):
     def load_state(self, directory: Path) -> None:
         """Read the members, weights and reference distributions written by `save_state`."""
         self.members_ = {
-            name: _load_member(estimator, directory / MEMBERS_DIR / name)
+            name: load_member(estimator, directory / MEMBERS_DIR / name)
             for name, estimator in self.estimators
         }
         reference = np.load(directory / "reference.npy")
@@ -210,16 +215,3 @@ class BlendModel(ToxicityModel):
         state = json.loads((directory / STATE_FILE).read_text())
         self.weights_ = np.asarray(state["weights"], dtype=np.float64)
         self.methods_ = list(state["methods"])
-
-
-def _load_member(template: ToxicityModel, directory: Path) -> ToxicityModel:
-    """Return the member saved in `directory`: a clone of `template` with the member's own saved
-    params (blends saved before `estimators` existed name their members by family only)."""
-    meta = json.loads((directory / META_FILE).read_text())
-    if meta["family"] != template.family:
-        raise ModelNotFoundError(
-            f"{directory}: holds a {meta['family']} model, the blend expects {template.family}"
-        )
-    member: ToxicityModel = clone(template).set_params(**meta["params"])
-    member.load_state(directory)
-    return member

@@ -37,6 +37,7 @@ from toxiguard.errors import (
     ToxiguardError,
 )
 from toxiguard.labels import LABELS
+from toxiguard.models.base import ToxicityModel
 from toxiguard.models.explain import explain
 from toxiguard.models.manifest import MANIFEST_FILE, file_sha256
 from toxiguard.models.package import ModelPackage
@@ -235,10 +236,13 @@ def space_requirements(package: ModelPackage) -> dict[str, str]:
 
 
 def _needs_onnx(package: ModelPackage) -> bool:
-    """Return True when the model (or a member of a blend) is the transformer family."""
-    model: Any = package.model
-    members = [m for _, m in getattr(model, "estimators", None) or []]
-    return any(getattr(m, "family", "") == "transformer" for m in [model, *members])
+    """Return True when the model, or a model it is built of, is the transformer family."""
+    return _has_transformer(package.model)
+
+
+def _has_transformer(model: ToxicityModel) -> bool:
+    """Return True when `model` or any of its parts, at any depth, is a transformer."""
+    return model.family == "transformer" or any(_has_transformer(part) for part in model.parts())
 
 
 def model_card(source: ExportSource, gradio_version: str) -> str:

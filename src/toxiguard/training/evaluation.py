@@ -121,6 +121,8 @@ def flat_metrics(report: dict[str, Any], prefix: str) -> dict[str, float]:
         "f1_macro": report["f1_macro"],
         "f1_micro_tuned": report["f1_micro_tuned"],
         "f1_macro_tuned": report["f1_macro_tuned"],
+        # a cascade's share of comments sent to its slow stage
+        "escalated_share": report.get("escalated_share"),
     }
     for label, metrics in report["per_label"].items():
         for name in ("roc_auc", "pr_auc", "f1", "f1_tuned", "threshold"):
@@ -184,5 +186,36 @@ def plot_f1_bars(report: dict[str, Any], title: str) -> Figure:
     ax.set_ylim(0, 1)
     ax.set_ylabel("F1")
     ax.legend()
+    ax.set_title(title)
+    return figure
+
+
+def plot_escalation_curve(
+    curve: list[dict[str, float]], chosen_share: float, slow_auc: float, title: str
+) -> Figure:
+    """Return a cascade's validation mean ROC-AUC against the share of comments escalated to
+    its slow stage, one point per tail share swept, the chosen band marked."""
+    points = sorted(curve, key=lambda point: point["escalated"])
+    figure = new_figure(8, 4.5)
+    ax = figure.subplots()
+    ax.plot(
+        [100 * point["escalated"] for point in points],
+        [point["auc"] for point in points],
+        "o-",
+        label="cascade",
+    )
+    ax.axhline(slow_auc, color="tab:gray", linestyle="--", label="slow stage alone")
+    chosen = next(point for point in curve if point["tail_share"] == chosen_share)
+    ax.plot(
+        [100 * chosen["escalated"]],
+        [chosen["auc"]],
+        "o",
+        color="tab:red",
+        markersize=10,
+        label=f"chosen: {100 * chosen['escalated']:.1f}% escalated",
+    )
+    ax.set_xlabel("comments escalated to the slow stage (%)")
+    ax.set_ylabel("validation mean ROC-AUC")
+    ax.legend(loc="lower right")
     ax.set_title(title)
     return figure

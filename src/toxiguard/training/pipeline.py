@@ -17,6 +17,7 @@ import mlflow
 
 from toxiguard.models import ToxicityModel
 from toxiguard.models.blend import BlendModel
+from toxiguard.models.cascade import CascadeModel
 from toxiguard.registry.client import configure_mlflow
 from toxiguard.registry.promotion import PromotionDecision
 from toxiguard.settings import Settings, get_settings
@@ -102,7 +103,7 @@ def train_family(
 ) -> ModelResult:
     """Fit, evaluate, register and gate one model family; return what happened.
 
-    When `fitted` is given, the fitted model is added to it for later blends of the same job.
+    When `fitted` is given, the fitted model is added to it for later composites of the job.
     """
     steps = steps or TrainingSteps()
     logger.info("training %s on %d rows", family, len(prepared.splits.train))
@@ -119,9 +120,18 @@ def train_family(
     return ModelResult(family, run_id, version, fit_seconds, result, decision)
 
 
+#: Families built of other families, in the order they come after every plain one: a cascade
+#: reuses the job's blend.
+COMPOSITES = (BlendModel.family, CascadeModel.family)
+
+
 def training_order(families: Sequence[str]) -> list[str]:
-    """Return the families in training order: blends last, to reuse this job's fitted members."""
-    return sorted(families, key=lambda family: family == BlendModel.family)
+    """Return the families in training order: composites last (blend, then cascade), to reuse
+    this job's fitted members."""
+    return sorted(
+        families,
+        key=lambda family: COMPOSITES.index(family) + 1 if family in COMPOSITES else 0,
+    )
 
 
 def train_families(

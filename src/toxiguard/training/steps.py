@@ -21,6 +21,7 @@ from toxiguard.errors import DataValidationError
 from toxiguard.labels import TEXT_COLUMN
 from toxiguard.models import ToxicityModel, create_model
 from toxiguard.models.blend import DEFAULT_MEMBERS, BlendModel
+from toxiguard.models.cascade import CascadeModel
 from toxiguard.models.metrics import mean_roc_auc
 from toxiguard.models.package import ModelPackage
 from toxiguard.models.reference import build_reference
@@ -31,6 +32,7 @@ from toxiguard.settings import Settings
 from toxiguard.training.evaluation import (
     evaluate,
     flat_metrics,
+    plot_escalation_curve,
     plot_f1_bars,
     plot_pr_curves,
     tune_thresholds,
@@ -99,22 +101,47 @@ def texts_of(frame: Any) -> list[str]:
     return [str(text) for text in frame[TEXT_COLUMN].tolist()]
 
 
-def blend_members(
-    fitted: Mapping[str, ToxicityModel], splits: Splits, tfidf_members: int
-) -> list[str]:
-    """Return the default blend of a job: the transformer and the job's `tfidf_members` best
-    TF-IDF models by validation mean ROC-AUC (`tfidf-lr` when the job fitted none)."""
+def best_tfidf(fitted: Mapping[str, ToxicityModel], splits: Splits) -> list[str]:
+    """Return the job's fitted TF-IDF models, best validation mean ROC-AUC first."""
     tfidf = {name: model for name, model in fitted.items() if isinstance(model, LinearTextModel)}
-    if not tfidf:
-        return list(DEFAULT_MEMBERS)
     texts, truth = texts_of(splits.validation), label_matrix(splits.validation)
 
     def validation_auc(name: str) -> float:
         return mean_roc_auc(truth, tfidf[name].predict_proba(texts)) or 0.0
 
-    best = sorted(sorted(tfidf), key=validation_auc, reverse=True)[:tfidf_members]
+    return sorted(sorted(tfidf), key=validation_auc, reverse=True)
+
+
+def blend_members(
+    fitted: Mapping[str, ToxicityModel], splits: Splits, tfidf_members: int
+) -> list[str]:
+    """Return the default blend of a job: the transformer and the job's `tfidf_members` best
+    TF-IDF models by validation mean ROC-AUC (`tfidf-lr` when the job fitted none)."""
+    best = best_tfidf(fitted, splits)[:tfidf_members]
+    if not best:
+        return list(DEFAULT_MEMBERS)
     logger.info("blend: members transformer and %s (best TF-IDF on validation)", ", ".join(best))
     return ["transformer", *best]
+
+
+def _cascade_with_fitted(
+    params: dict[str, Any], splits: Splits, fitted: Mapping[str, ToxicityModel]
+) -> dict[str, Any]:
+    """Return a cascade's params whose stages this job fitted are passed in fitted (`prefit`).
+
+    A stage named by a family the job fitted takes that model; unnamed, the fast stage is the
+    job's best TF-IDF model and the slow one its blend, where the job has them.
+    """
+    best = best_tfidf(fitted, splits)
+    defaults = {"fast": best[0] if best else None, "slow": BlendModel.family}
+    prefit = []
+    for stage, default in defaults.items():
+        name = params.get(stage, default)
+        if isinstance(name, str) and name in fitted:
+            params[stage] = fitted[name]
+            prefit.append(stage)
+            logger.info("cascade: %s stage %s, fitted in this job", stage, name)
+    return {**params, "prefit": prefit}
 
 
 def model_defaults(settings: Settings) -> dict[str, Any]:
@@ -165,6 +192,8 @@ def fit_model(
     params = dict(params or {})
     if family == BlendModel.family and fitted:
         params = _blend_with_fitted(params, splits, fitted, blend_tfidf_members, common or {})
+    if family == CascadeModel.family and fitted:
+        params = _cascade_with_fitted(params, splits, fitted)
     model = create_model(family, common, **params)
     started = time.perf_counter()
     model.fit(
@@ -183,15 +212,24 @@ def evaluate_model(model: ToxicityModel, splits: Splits, title: str) -> Evaluati
     y_test = label_matrix(splits.test)
     p_test = model.predict_proba(texts_of(splits.test))
     test_report = evaluate(y_test, p_test, thresholds)
+    figures = {
+        "pr_curves_test.png": plot_pr_curves(
+            y_test, p_test, thresholds, f"{title}: precision-recall on test"
+        ),
+        "f1_per_label_test.png": plot_f1_bars(test_report, f"{title}: F1 on test"),
+    }
+    if isinstance(model, CascadeModel):
+        test_report["escalated_share"] = model.escalated_share(texts_of(splits.test))
+        figures["escalation_curve.png"] = plot_escalation_curve(
+            model.curve_,
+            model.tail_share_,
+            model.slow_validation_auc_,
+            f"{title}: ROC-AUC against comments escalated",
+        )
     return Evaluation(
         validation=evaluate(y_val, p_val, thresholds),
         test=test_report,
-        figures={
-            "pr_curves_test.png": plot_pr_curves(
-                y_test, p_test, thresholds, f"{title}: precision-recall on test"
-            ),
-            "f1_per_label_test.png": plot_f1_bars(test_report, f"{title}: F1 on test"),
-        },
+        figures=figures,
         thresholds=np.asarray(thresholds, dtype=np.float64),
         validation_probabilities=p_val,
         test_probabilities=np.asarray(p_test, dtype=np.float64),
