@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -117,18 +118,28 @@ def train(
             "run) or a JSON file {family: {param: value}}. Options above override them.",
         ),
     ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="One parameter of a family, FAMILY.NAME=VALUE (VALUE as JSON, else text), e.g. "
+            "transformer.warmup_ratio=0.1; repeat for several. Overrides the above.",
+        ),
+    ] = None,
+    full: Annotated[
+        bool | None,
+        typer.Option(
+            "--full/--no-full",
+            help="With no --model: also train the transformer, the blend and the cascade "
+            "(default: when a GPU is available).",
+        ),
+    ] = None,
 ) -> None:
     """Validate, split, fit, evaluate, register and gate each model; print the results."""
-    from toxiguard.registry.client import connect
-    from toxiguard.registry.versions import alias_version
-    from toxiguard.training.pipeline import run_training
-    from toxiguard.training.tuned_params import resolve_params
+    from toxiguard.training.plan import default_families
 
     settings = settings_with(seed=seed)
-    families = model or list(settings.training_models)
-    params, notes = resolve_params(params_spec, families, settings)
-    for note in notes:
-        console.print(note)
+    families = model or default_families(settings, full)
     transformer_params = {
         key: value
         for key, value in {
@@ -141,11 +152,38 @@ def train(
         }.items()
         if value is not None
     }
-    if transformer_params:
-        params["transformer"] = {**params.get("transformer", {}), **transformer_params}
-        blend = params.setdefault("blend", {})
-        members = blend.setdefault("member_params", {})
-        members["transformer"] = {**members.get("transformer", {}), **transformer_params}
+    params = job_params(settings, families, params_spec, transformer_params, param or [])
+    train_and_report(data_path, families, settings, params)
+
+
+def job_params(
+    settings: Settings,
+    families: list[str],
+    spec: str | None,
+    transformer_params: dict[str, Any],
+    items: list[str],
+) -> dict[str, dict[str, Any]]:
+    """Return a job's params per family: `spec` resolved (default, best or a file, whence each
+    printed), then the transformer options (for composites' transformer too), then --param."""
+    from toxiguard.training.tuned_params import resolve_params, with_transformer_params
+
+    params, notes = resolve_params(spec, families, settings)
+    for note in notes:
+        console.print(note)
+    params = with_transformer_params(params, transformer_params, families)
+    for family, name, value in (parse_param(item) for item in items):
+        params.setdefault(family, {})[name] = value
+    return params
+
+
+def train_and_report(
+    data_path: Path, families: list[str], settings: Settings, params: dict[str, dict[str, Any]]
+) -> TrainingResult:
+    """Run the training job and print its results; return them."""
+    from toxiguard.registry.client import connect
+    from toxiguard.registry.versions import alias_version
+    from toxiguard.training.pipeline import run_training
+
     result = run_training(data_path, families, settings, params)
     console.print(_results_table(result))
     for item in result.models:  # reasons are sentences: on their own lines, not in a cell
@@ -159,6 +197,26 @@ def train(
     challenger = alias_version(connect(settings), settings, settings.challenger_alias)
     if challenger is not None:
         console.print(f"challenger: version {challenger} (the best version that is not champion)")
+    return result
+
+
+def parse_param(item: str) -> tuple[str, str, Any]:
+    """Return (family, name, value) of a FAMILY.NAME=VALUE option; VALUE is JSON, else text."""
+    from toxiguard.errors import ToxiguardError
+    from toxiguard.models import model_families
+
+    key, sep, text = item.partition("=")
+    family, dot, name = key.partition(".")
+    if not (sep and dot and family and name):
+        raise ToxiguardError(f"--param {item!r}: expected FAMILY.NAME=VALUE, e.g. nbsvm.C=0.5")
+    if family not in model_families():
+        known = ", ".join(model_families())
+        raise ToxiguardError(f"--param {item!r}: unknown model family '{family}' (known: {known})")
+    try:
+        value: Any = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return family, name, value
 
 
 def _results_table(result: TrainingResult) -> Table:
@@ -200,6 +258,14 @@ def run(
             "monitoring once, so that the Monitoring tab has data at first sight."
         ),
     ] = True,
+    full: Annotated[
+        bool | None,
+        typer.Option(
+            "--full/--no-full",
+            help="Also train the transformer, the blend and the cascade (default: when a GPU "
+            "is available; on CPUs alone the TF-IDF families, and how long the rest would take).",
+        ),
+    ] = None,
 ) -> None:
     """The main job: train the baselines if there is no champion yet, then start the stack.
 
@@ -228,13 +294,31 @@ def run(
                 "train on real data.\n[bold yellow]DEMO:[/] training on a small synthetic corpus "
                 f"generated by toxiguard ({data_path}); its scores say nothing about real comments."
             )
-        train(data_path=data_path, model=None, seed=None, params_spec=settings.training_params)
+        from toxiguard.training.plan import default_families
+
+        families = default_families(settings, full)
+        params = job_params(settings, families, settings.training_params, {}, [])
+        result = train_and_report(data_path, families, settings, params)
+        if "transformer" not in {item.family for item in result.models}:
+            _say_how_to_train_the_transformer(data_path, result.train_rows)
     else:
         console.print("A champion is registered already: not retraining (use --retrain).")
     if with_stack:
         stack_up(timeout=None)
         if demo_path is not None and demo_traffic:
             _send_demo_traffic(settings, demo_path)
+
+
+def _say_how_to_train_the_transformer(data_path: Path, train_rows: int) -> None:
+    """Print how long the transformer, blend and cascade would take here, and how to start them."""
+    from toxiguard.training.plan import transformer_estimate
+
+    estimate = transformer_estimate(train_rows).describe()
+    console.print(
+        f"Trained the TF-IDF families only (no GPU here): {estimate}. To train the transformer, "
+        f"the blend and the cascade:\n  toxiguard train --data {data_path} --model cascade\n"
+        "  (or: toxiguard run --full --retrain)"
+    )
 
 
 def _send_demo_traffic(settings: Settings, data: Path) -> None:

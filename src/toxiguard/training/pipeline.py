@@ -55,6 +55,7 @@ class TrainingResult:
     splits_fingerprint: str
     splits_dir: Path
     models: list[ModelResult] = field(default_factory=list)
+    train_rows: int = 0
 
     @property
     def champion_version(self) -> int | None:
@@ -154,6 +155,7 @@ def train_families(
         splits_fingerprint=prepared.splits.fingerprint,
         splits_dir=prepared.splits_dir,
         models=results,
+        train_rows=len(prepared.splits.train),
     )
 
 

@@ -34,6 +34,7 @@ BEST_METRIC: Final = "best_val_mean_roc_auc"
 DEFAULT_METRIC: Final = "default_val_mean_roc_auc"
 #: What `--params` takes besides a JSON file.
 DEFAULT_SPEC: Final = "default"
+CASCADE: Final = "cascade"
 BEST_SPEC: Final = "best"
 
 
@@ -141,7 +142,7 @@ def resolve_params(
         path = Path(spec)
         return params_file(path), [f"params from {path}"]
     wanted = set(families)
-    if BlendModel.family in wanted:  # a member the blend fits itself takes its tuned params
+    if wanted & {BlendModel.family, CASCADE}:  # a transformer a composite fits takes them too
         wanted.add("transformer")
     params: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
@@ -153,9 +154,31 @@ def resolve_params(
             continue
         params[family] = dict(tuned.params)
         notes.append(tuned.describe())
-    if "transformer" in params and BlendModel.family in families:
-        blend = params.setdefault(BlendModel.family, {})
-        blend.setdefault("member_params", {})["transformer"] = params["transformer"]
-        if "transformer" not in families:
-            del params["transformer"]
+    transformer = params.pop("transformer", None)
+    if transformer is not None:
+        params = with_transformer_params(params, transformer, families)
     return params, notes
+
+
+def with_transformer_params(
+    params: Mapping[str, Mapping[str, Any]],
+    transformer: Mapping[str, Any],
+    families: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Return `params` with `transformer` params added for the transformer and for the one a
+    blend or a cascade's slow blend builds, for those of `families` the job trains."""
+    merged = {family: dict(values) for family, values in params.items()}
+    if not transformer:
+        return merged
+
+    def add(target: dict[str, Any]) -> None:
+        target["transformer"] = {**target.get("transformer", {}), **transformer}
+
+    if "transformer" in families:
+        merged["transformer"] = {**merged.get("transformer", {}), **transformer}
+    if BlendModel.family in families:
+        add(merged.setdefault(BlendModel.family, {}).setdefault("member_params", {}))
+    if CASCADE in families:
+        stages = merged.setdefault(CASCADE, {}).setdefault("stage_params", {})
+        add(stages.setdefault("slow", {}).setdefault("member_params", {}))
+    return merged
