@@ -48,7 +48,7 @@ def test_the_transformer_estimate_scales_with_rows_epochs_and_cores(
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})
     estimate = plan.transformer_estimate(33_290, epochs=2)
     assert estimate.seconds == pytest.approx(33_290 * 2 / plan.CPU_TRAIN_COMMENTS_PER_S_2_CORES)
-    assert "about 44 min on this machine's 2 CPU cores" in estimate.describe()
+    assert "about 56 min on this machine's 2 CPU cores" in estimate.describe()
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(8)))
     assert plan.transformer_estimate(33_290).seconds == pytest.approx(estimate.seconds / 4)
 
