@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup clients run stop test test-fast lint secrets-baseline format bench clean help
+.PHONY: setup clients run stop test test-fast lint secrets-baseline format bench images clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ format: setup  ## apply ruff's fixes and formatting
 
 bench: setup  ## run the baseline benchmark on the shared data
 	$(BIN)/python benchmarks/baselines.py
+
+# IMAGES="serve" builds only that one. Needs root, podman and mmdebstrap (deploy/images.sh).
+images: setup  ## build the serve and full images with podman, then check serve answers a prediction
+	bash deploy/images.sh
 
 clean:  ## remove the venv, caches and embedded state
 	rm -rf $(VENV) .toxiguard .mypy_cache .ruff_cache .pytest_cache

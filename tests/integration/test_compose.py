@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -278,3 +279,19 @@ def test_the_basic_auth_mlflow_server_refuses_requests_without_the_login(
         assert list_versions(settings) == []
     finally:
         stop_process(process, timeout=15.0)
+
+
+@pytest.mark.integration
+def test_toxiguard_services_use_the_images_make_images_builds(rendered: dict[str, Any]) -> None:
+    dockerfile = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.MULTILINE))
+    assert {"serve", "serve-transformer", "full"} <= stages
+    images_script = (REPO_ROOT / "deploy" / "images.sh").read_text()
+    assert "localhost/toxiguard-$target:latest" in images_script  # what `make images` tags
+    services = rendered["services"]
+    for name in ("mlflow", "prefect", "flows", "api"):
+        build = services[name]["build"]
+        assert build["dockerfile"] == "deploy/Dockerfile" and build["target"] in stages, name
+        # compose's name for the image is the one `make images` gives it (podman's localhost/)
+        assert services[name]["image"] == f"toxiguard-{build['target']}:latest", name
+    assert services["api"]["build"]["target"] == "serve"  # no torch in the API's image
