@@ -9,6 +9,7 @@ processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -78,11 +79,9 @@ def space(champion: Champion, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-@pytest.fixture(scope="module")
-def space_python(space: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Return the python of a fresh venv (outside the repository) with the Space's
+def install_space(space: Path, venv: Path) -> Path:
+    """Return the python of a fresh venv at `venv` (outside the repository) with the Space's
     requirements.txt installed, as a Space's build installs them."""
-    venv = tmp_path_factory.mktemp("space-venv") / "venv"
     started = time.monotonic()
     subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
@@ -99,9 +98,9 @@ def space_python(space: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
-@pytest.fixture(scope="module")
-def space_url(space: Path, space_python: Path) -> Iterator[str]:
-    """Return the URL of the Space's `python app.py`, running from the fresh venv."""
+@contextlib.contextmanager
+def running_space(space: Path, python: Path) -> Iterator[str]:
+    """Yield the URL of the Space's `python app.py`, run from `python`'s venv; stop it after."""
     port = free_port()
     env = {
         "PATH": "/usr/bin:/bin",
@@ -114,7 +113,7 @@ def space_url(space: Path, space_python: Path) -> Iterator[str]:
     log = space.parent / "app.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(space_python), "app.py"],
+            [str(python), "app.py"],
             cwd=space,
             env=env,
             stdout=out,
@@ -136,6 +135,19 @@ def space_url(space: Path, space_python: Path) -> Iterator[str]:
         yield url
     finally:
         stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def space_python(space: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the python of a fresh venv with the Space's requirements installed."""
+    return install_space(space, tmp_path_factory.mktemp("space-venv") / "venv")
+
+
+@pytest.fixture(scope="module")
+def space_url(space: Path, space_python: Path) -> Iterator[str]:
+    """Return the URL of the Space's `python app.py`, running from the fresh venv."""
+    with running_space(space, space_python) as url:
+        yield url
 
 
 def _registry_scores(champion: Champion, texts: list[str]) -> list[list[float]]:

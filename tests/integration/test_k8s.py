@@ -304,7 +304,7 @@ def test_overlays_pin_their_own_image_tags_and_namespaces(renders: dict[str, Obj
         }
         (api,), (job,) = images["Deployment"], images["CronJob"]
         assert api.rsplit("/", 1)[-1].split(":")[0] == "toxiguard-serve", name
-        assert job.rsplit("/", 1)[-1].split(":")[0] == "toxiguard", name
+        assert job.rsplit("/", 1)[-1].split(":")[0] == "toxiguard-full", name
         for image in (api, job):
             tag = image.rsplit(":", 1)[-1]
             assert tag != image and tag != "latest", f"{name}: {image} has no pinned tag"
