@@ -25,7 +25,6 @@ SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 HOST_CA=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 # torch's CPU wheel for `full`: a local folder of wheels where PyTorch's index is unreachable.
 WHEELS=${TORCH_WHEELS:-/opt/wheels}
-PORT=8000  # what the image's CMD listens on
 STARTED=$SECONDS
 
 say() { printf '[images %4ds] %s\n' "$((SECONDS - STARTED))" "$*"; }
@@ -95,6 +94,8 @@ bundle=${BUNDLE:-}
 if [[ -z $bundle ]]; then
     say "training a demo champion and exporting its bundle"
     (
+        # Only this home: no registry, database or bundle of the caller's settings leaks in.
+        unset "${!TOXIGUARD_@}" "${!MLFLOW_@}"
         export TOXIGUARD_HOME=$work/home
         .venv/bin/toxiguard data demo "$work/demo.csv.gz" --rows 1500
         .venv/bin/toxiguard train --data "$work/demo.csv.gz" --model complement-nb
@@ -127,10 +128,13 @@ mount -t tmpfs -o mode=1777 tmpfs "$mnt/dev/shm"
 mount --bind -o ro "$bundle" "$mnt/bundle"
 cp /etc/resolv.conf "$mnt/etc/resolv.conf" 2>/dev/null || true
 
-if curl -s -o /dev/null "http://127.0.0.1:$PORT/health"; then
-    fail "port $PORT is in use: stop what listens there first"
-fi
+# The chroot shares this machine's network: the image's CMD (0.0.0.0:8000) is moved to a free
+# loopback port by appending --host and --port (the last value of an option wins), so the check
+# never meets a server already on 8000 nor listens beyond this machine.
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+command+=(--host 127.0.0.1 --port "$PORT")
 say "running the image's command as $user: ${command[*]} (TOXIGUARD_MODEL_DIR=/bundle)"
+# shellcheck disable=SC2016  # $1 and $@ are the inner sh's: cd to the image's WORKDIR, then exec
 chroot --userspec="$uid:$gid" "$mnt" /usr/bin/env -i "${environment[@]}" \
     TOXIGUARD_MODEL_DIR=/bundle sh -c 'cd "$1" && shift && exec "$@"' sh "$workdir" \
     "${command[@]}" >"$work/serve.log" 2>&1 &
