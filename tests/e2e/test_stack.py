@@ -103,7 +103,11 @@ def test_stack_trains_through_prefect_and_serves_the_new_champion(
         deployment = httpx.get(
             f"{prefect}/deployments/name/{TRAINING_DEPLOYMENT_NAME}", timeout=10
         ).json()
-        assert deployment["parameters"] == {"data": str(data), "models": ["complement-nb"]}
+        assert deployment["parameters"] == {
+            "data": str(data),
+            "models": ["complement-nb"],
+            "params": "default",
+        }
 
         flow_run = httpx.post(
             f"{prefect}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10
