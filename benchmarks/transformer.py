@@ -319,8 +319,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--pos-weight", default="none")
+    parser.add_argument("--learning-rate", type=float, default=1e-4)  # the model's default
+    parser.add_argument("--pos-weight", default="sqrt-balanced")  # the model's default
     parser.add_argument(
         "--model-dir", default=None, help="saved transformer model for --part speed"
     )
