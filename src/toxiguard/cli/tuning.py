@@ -99,17 +99,11 @@ def tune(
     console.print(_trials_table(result))
     default = f" (defaults: {result.default_value:.4f})" if result.default_value else ""
     console.print(
-        f"best: trial {_best_number(result)}, validation ROC-AUC {result.best_value:.4f}{default}"
+        f"best: trial {result.best_number}, validation ROC-AUC {result.best_value:.4f}{default}"
     )
     console.print(f"best params: {json.dumps(result.best_params)}")
     console.print(f"recorded on tuning run {result.run_id}; train with them:")
     console.print(f"  toxiguard train --data {data_path} --model {family} --params best")
-
-
-def _best_number(result: TuningResult) -> int:
-    """Return the number of the best trial."""
-    complete = [trial for trial in result.trials if trial.state == "COMPLETE"]
-    return max(complete, key=lambda trial: trial.value or 0.0).number
 
 
 def _trials_table(result: TuningResult) -> Table:

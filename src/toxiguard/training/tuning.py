@@ -168,6 +168,7 @@ class TuningResult:
 
     family: str
     run_id: str
+    best_number: int
     best_params: dict[str, Any]
     best_value: float
     default_value: float | None
@@ -372,6 +373,7 @@ def tune_family(
     return TuningResult(
         family=family,
         run_id=run.info.run_id,
+        best_number=best.number,
         best_params=best_params,
         best_value=float(study.best_value),
         default_value=default_value,
