@@ -47,6 +47,24 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(
         0.0, ge=0, description="Mean test ROC-AUC a new version must add over the champion."
     )
+    promotion_bias_margin: float = Field(
+        0.01,
+        ge=0,
+        description="Final bias score (on the test split's comments) a new version may "
+        "lose against the champion and still be promoted.",
+    )
+    promotion_robustness_margin: float = Field(
+        0.01,
+        ge=0,
+        description="Worst mean ROC-AUC under an obfuscation a new version may lose against the "
+        "champion and still be promoted.",
+    )
+    audit_robustness_rows: int = Field(
+        2000,
+        gt=0,
+        description="Test comments (a seeded sample) each obfuscation of the audit perturbs; "
+        "the audit scores this many times the number of obfuscations.",
+    )
     blend_tfidf_members: int = Field(
         3,
         ge=1,
@@ -351,6 +369,11 @@ class Settings(BaseSettings):
         description="Model families the training deployment trains by default; comma-separated "
         "in the environment.",
     )
+    training_augmentations: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Rows added to every training split (`data.augmentation`: identity_swap, "
+        "identity_neutral, obfuscation); comma-separated in the environment.",
+    )
     training_params: str = Field(
         "default",
         description="Hyperparameters of the training deployment and `toxiguard run`: 'default', "
@@ -369,7 +392,7 @@ class Settings(BaseSettings):
         """Return None for an empty schedule (turned off), the value otherwise."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("training_models", mode="before")
+    @field_validator("training_models", "training_augmentations", mode="before")
     @classmethod
     def _split_models(cls, value: object) -> object:
         """Return a comma-separated string as a list of names; other values unchanged."""

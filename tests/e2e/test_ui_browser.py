@@ -240,6 +240,35 @@ def test_monitoring_tab_shows_the_latest_run(
     assert browser.outside == []
 
 
+def test_model_tab_shows_the_champions_audit(
+    server: ServerProcess, registry: Settings, browser: Browser
+) -> None:
+    from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
+
+    package, _ = load_toxicity_model(resolve_model_uri(None, registry), registry)
+    assert package.audit is not None, "training saves the audit with the model"
+    robustness = package.audit["robustness"]
+    page = browser.page
+    page.goto(f"{server.url}/ui/")
+    page.get_by_role("tab", name="Model").click()
+    summary = page.locator("#model-audit-summary")
+    summary.get_by_text("final bias score").wait_for()
+    text = summary.inner_text()
+    assert "version 1" in text
+    assert f"{robustness['clean_auc']:.4f}" in text
+    page.locator("#model-audit-plot img").first.wait_for()
+    # The robustness table: one row per obfuscation after the clean one, with the model's AUC.
+    table = page.locator("#model-audit-robustness")
+    for name, auc in robustness["perturbed"].items():
+        cell = table.locator(f'tr[data-row="{name}"] td[data-column="mean_roc_auc"]')
+        cell.wait_for()
+        if auc is not None:
+            assert float(cell.inner_text()) == pytest.approx(auc, abs=1e-4), name
+    neutral = page.locator("#model-audit-neutral")
+    assert neutral.locator('tr[data-row="a gay man"]').count() == 1
+    assert browser.outside == []
+
+
 def test_api_docs_render_without_a_cdn(server: ServerProcess, browser: Browser) -> None:
     page = browser.page
     page.goto(f"{server.url}/docs")

@@ -35,6 +35,7 @@ from toxiguard.registry.client import (
 )
 from toxiguard.registry.promotion import (
     Comparison,
+    Guard,
     champion_history,
     gate_promotion,
     promote,
@@ -518,3 +519,41 @@ def test_embedded_experiment_keeps_artifacts_under_home(settings: Settings) -> N
 )
 def test_resolve_model_uri(ref: str | None, expected: str, settings: Settings) -> None:
     assert resolve_model_uri(ref, settings) == expected
+
+
+def test_gate_refuses_a_better_score_that_fails_a_guard_and_names_it(
+    backend: Settings, fitted: Fitted
+) -> None:
+    settings = backend
+    weak_score, strong_score = fitted.score(fitted.weak), fitted.score(fitted.strong)
+
+    def compare_with(*guards: Guard) -> Callable[[ModelPackage], Comparison]:
+        def compare(champion: ModelPackage) -> Comparison:
+            return Comparison(strong_score, fitted.score(champion), 100, 0, guards)
+
+        return compare
+
+    _, v1 = _log(fitted.weak, settings, fitted)
+    assert gate_promotion(settings, v1, weak_score, compare_with()).promoted
+
+    # Better ROC-AUC, but its final bias score fell by more than the margin: not promoted.
+    biased = Guard("bias_final_templates", new=0.80, champion=0.85, margin=0.01)
+    robust = Guard("robustness_worst", new=0.95, champion=0.951, margin=0.01)
+    run2, v2 = _log(fitted.strong, settings, fitted)
+    blocked = gate_promotion(settings, v2, strong_score, compare_with(biased, robust))
+    assert not blocked.promoted
+    assert "blocked by bias_final_templates 0.8000 < champion 0.8500 - margin 0.01" in (
+        blocked.reason
+    )
+    assert "robustness_worst" not in blocked.reason  # within its margin: not a reason
+    assert _aliases(settings)["champion"] == v1
+    tags = MlflowClient(settings.tracking_uri).get_run(run2).data.tags
+    recorded = {guard["metric"]: guard["holds"] for guard in json.loads(tags["toxiguard.guards"])}
+    assert recorded == {"bias_final_templates": False, "robustness_worst": True}
+
+    # The same loss within a looser margin: promoted.
+    loose = settings.model_copy(update={"promotion_bias_margin": 0.06})
+    within = Guard("bias_final_templates", 0.80, 0.85, loose.promotion_bias_margin)
+    _, v3 = _log(fitted.strong, settings, fitted)
+    assert gate_promotion(loose, v3, strong_score, compare_with(within, robust)).promoted
+    assert _aliases(settings)["champion"] == v3

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from toxiguard.data.perturbations import PERTURBATIONS
+from toxiguard.data.validation import load_dataset
 from toxiguard.errors import DataValidationError
 from toxiguard.labels import LABELS
 from toxiguard.registry.client import load_toxicity_model, resolve_model_uri
@@ -73,7 +75,7 @@ def test_gate_promotes_only_a_better_model(
     strong = run_training(sample_csv, ["tfidf-lr", "complement-nb"], settings)
     lr, nb_again = strong.models
     assert lr.evaluation.test_mean_roc_auc > weak.models[0].evaluation.test_mean_roc_auc
-    assert lr.decision.promoted
+    assert lr.decision.promoted, lr.decision.reason
     assert lr.decision.champion_before == weak_version
     # the champion was re-scored on this job's test split: same split, same score as before
     assert lr.decision.champion_score == pytest.approx(
@@ -204,6 +206,27 @@ def test_cli_train_evaluate_predict_score(sample_csv: Path, tmp_path: Path) -> N
     assert list(result.columns[:2]) == ["author", "comment_text"]
     assert all(f"score_{label}" in result.columns for label in LABELS)
     assert len(result) == 3
+
+    # The audit made at training comes with the model; --data audits on another labelled file.
+    audit_path = tmp_path / "audit.json"
+    audited = _cli("audit", "--json", str(audit_path), columns=120)
+    assert audited.returncode == 0, audited.stderr[-3000:]
+    assert "final bias score: test split" in audited.stdout
+    assert "Obfuscations" in audited.stdout
+    saved = json.loads(audit_path.read_text())
+    assert set(saved["robustness"]["perturbed"]) == set(PERTURBATIONS)
+    assert saved["bias_templates"]["final_score"] is not None
+    neutral = saved["neutral"]["mean_by_term"]
+    assert "a gay man" in neutral and "Maria" not in neutral  # the templates' own phrases
+    assert saved["model"]["version"] in (1, "1")
+    again = _cli("audit", "--data", str(sample_csv), "--json", str(audit_path))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(audit_path.read_text())["bias_test"]["rows"] == len(
+        load_dataset(sample_csv).frame
+    )
+    missing = _cli("audit", "--data", str(tmp_path / "nothing.csv"))
+    assert missing.returncode == 2 and "nothing.csv" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
     listed = _cli("models", "list")
     assert listed.returncode == 0 and "champion" in listed.stdout

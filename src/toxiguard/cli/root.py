@@ -12,6 +12,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from toxiguard.cli import (
+    audit,
     export,
     inference,
     monitoring,
@@ -57,6 +58,7 @@ app = typer.Typer(
 app.add_typer(training.commands)
 app.add_typer(tuning.commands)
 app.add_typer(inference.commands)
+app.add_typer(audit.commands)
 app.add_typer(monitoring.commands)
 app.add_typer(training.data_app, name="data")
 app.add_typer(registry.models_app, name="models")

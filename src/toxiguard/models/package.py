@@ -3,9 +3,10 @@
 Besides the fitted estimator a package holds the per-label decision thresholds (tuned on the
 validation split), the monitoring reference and the hashes of the comments the model was fitted
 and tuned on (`data.validation.text_hashes`: the promotion gate compares a later model with
-this one on test comments neither has seen). `save` writes all of it into one directory, the
-registry's model artifact, and a manifest of its files last (`models.manifest`); `load`
-verifies the files against that manifest before it unpickles anything, and turns any failure
+this one on test comments neither has seen), and its bias and robustness audit
+(`training.audit`, kept here as the JSON data it is saved as). `save` writes all of it into one
+directory, the registry's model artifact, and a manifest of its files last (`models.manifest`);
+`load` verifies the files against that manifest before it unpickles anything, and turns any failure
 to read a verified file into one ModelIntegrityError line naming the directory.
 """
 
@@ -33,6 +34,7 @@ from toxiguard.models.reference import REFERENCE_DIR, REFERENCE_FILE, Monitoring
 
 PACKAGE_FILE: Final = "toxiguard_package.json"
 SEEN_TEXTS_FILE: Final = "seen_texts.npy"
+AUDIT_FILE: Final = "audit.json"
 
 
 def default_thresholds() -> FloatArray:
@@ -42,12 +44,14 @@ def default_thresholds() -> FloatArray:
 
 @dataclass
 class ModelPackage:
-    """A fitted model, its per-label thresholds, monitoring reference and seen-text hashes."""
+    """A fitted model, its per-label thresholds, monitoring reference, seen-text hashes and
+    audit."""
 
     model: ToxicityModel
     thresholds: FloatArray = field(default_factory=default_thresholds)
     reference: MonitoringReference | None = None
     seen_texts: npt.NDArray[np.uint64] | None = None
+    audit: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         """Check that there is one threshold per label."""
@@ -85,6 +89,8 @@ class ModelPackage:
             self.reference.save(path)
         if self.seen_texts is not None:
             np.save(path / SEEN_TEXTS_FILE, self.seen_texts)
+        if self.audit is not None:
+            (path / AUDIT_FILE).write_text(json.dumps(self.audit, indent=2))
         write_manifest(path)  # last: it lists every file written above
         return path
 
@@ -133,4 +139,6 @@ class ModelPackage:
             reference = MonitoringReference.load(path)
         seen = path / SEEN_TEXTS_FILE
         seen_texts = np.load(seen) if seen.is_file() else None
-        return cls(model, thresholds, reference, seen_texts)
+        audit_path = path / AUDIT_FILE
+        audit = json.loads(audit_path.read_text()) if audit_path.is_file() else None
+        return cls(model, thresholds, reference, seen_texts, audit)

@@ -28,13 +28,13 @@ from toxiguard.monitoring.summary import prediction_log_summary
 from toxiguard.orchestration.retraining import start_retraining
 from toxiguard.registry.promotion import PromotionDecision
 from toxiguard.settings import Settings, get_settings
+from toxiguard.training.gate import gate_step
 from toxiguard.training.pipeline import TrainingResult, TrainingSteps, train_families
 from toxiguard.training.steps import (
     Evaluation,
     PreparedData,
     evaluate_step,
     fit_step,
-    gate_step,
     prepare_data,
     register_model,
 )
@@ -93,9 +93,12 @@ def fit_task(
 @task(
     name="evaluate", task_run_name="evaluate-{family}", cache_policy=NO_CACHE, persist_result=False
 )
-def evaluate_task(family: str, model: ToxicityModel, prepared: PreparedData) -> Evaluation:
-    """Return the model's validation and test reports, with thresholds tuned on validation."""
-    return evaluate_step(family, model, prepared)
+def evaluate_task(
+    family: str, model: ToxicityModel, prepared: PreparedData, settings: Settings
+) -> Evaluation:
+    """Return the model's validation and test reports, with thresholds tuned on validation,
+    and its audit."""
+    return evaluate_step(family, model, prepared, settings)
 
 
 @task(
@@ -131,13 +134,15 @@ def register_task(
 )
 def gate_task(
     family: str,
+    model: ToxicityModel,
     version: int,
     result: Evaluation,
     prepared: PreparedData,
     settings: Settings,
 ) -> PromotionDecision:
-    """Return the gate's decision: champion only if it beats the champion on unseen test rows."""
-    return gate_step(family, version, result, prepared, settings)
+    """Return the gate's decision: champion only if it beats the champion on unseen test rows
+    and its audit is not worse there by more than the margins."""
+    return gate_step(family, model, version, result, prepared, settings)
 
 
 #: The pipeline's steps as Prefect tasks: the flow runs the pipeline's own loop with them.

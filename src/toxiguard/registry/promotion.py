@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,8 +47,33 @@ class PromotionDecision:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """A figure besides ROC-AUC (higher is better, e.g. the audit's final bias score) that a new
+    version may lose at most `margin` of against the champion, both measured on the same data."""
+
+    metric: str
+    new: float
+    champion: float
+    margin: float
+
+    @property
+    def holds(self) -> bool:
+        """Return whether the new version is not worse than the champion by more than margin."""
+        return self.new >= self.champion - self.margin
+
+    def describe(self) -> str:
+        """Return the comparison in words, e.g. 'bias_final_test 0.81 < champion 0.85 - 0.01'."""
+        sign = ">=" if self.holds else "<"
+        return (
+            f"{self.metric} {self.new:.4f} {sign} champion {self.champion:.4f} "
+            f"- margin {self.margin:g}"
+        )
+
+
+@dataclass(frozen=True)
 class Comparison:
-    """Both models' mean ROC-AUC on the same test comments, and how many there were.
+    """Both models' mean ROC-AUC on the same test comments, how many there were, and the
+    guards the new version must also pass.
 
     `champion_score` is None when no fair comparison was possible: fewer test comments than
     `promotion_min_test_rows` unseen by the champion, or no label with both classes there.
@@ -58,6 +83,7 @@ class Comparison:
     champion_score: float | None
     rows: int
     excluded: int
+    guards: tuple[Guard, ...] = ()
 
 
 def _now() -> str:
@@ -113,10 +139,13 @@ def gate_promotion(
     new_score: float,
     compare: Callable[[ModelPackage], Comparison],
 ) -> PromotionDecision:
-    """Return the decision after making `version` champion only if it beats the champion.
+    """Return the decision after making `version` champion only if it beats the champion and
+    passes every guard of the comparison.
 
     `new_score` is the new version's score on its whole test split (used when there is no
-    champion yet); `compare` scores both on the test comments the champion has not seen.
+    champion yet); `compare` scores both on the test comments the champion has not seen. A
+    version that beats the champion's score but fails a guard is not promoted; the reason names
+    the guard.
     """
     client = connect(settings)
     name = settings.registered_model_name
@@ -127,6 +156,7 @@ def gate_promotion(
         reason = f"version {version} is already {settings.champion_alias}"
         return PromotionDecision(True, version, champion, float(new_score), None, margin, reason)
     champion_score: float | None = None
+    guards: tuple[Guard, ...] = ()
     if champion is None:
         promoted, reason = True, "no champion yet"
     else:
@@ -144,12 +174,17 @@ def gate_promotion(
             )
         else:
             new_score, champion_score = comparison.new_score, comparison.champion_score
-            promoted = new_score > champion_score + margin
-            sign = ">" if promoted else "<="
+            guards = comparison.guards
+            beats = new_score > champion_score + margin
+            sign = ">" if beats else "<="
             reason = (
                 f"score {new_score:.5f} {sign} champion v{champion} {champion_score:.5f} "
                 f"+ margin {margin:g} {rows}"
             )
+            failed = [guard.describe() for guard in guards if not guard.holds]
+            promoted = beats and not failed
+            if beats and failed:
+                reason += "; blocked by " + "; ".join(failed)
     at = _now()
     try:
         challenger = not promoted and _better_challenger(
@@ -168,6 +203,9 @@ def gate_promotion(
                 "toxiguard.champion_score": repr(champion_score),
                 "toxiguard.champion_before": str(champion),
                 "toxiguard.margin": repr(margin),
+                "toxiguard.guards": json.dumps(
+                    [{**asdict(guard), "holds": guard.holds} for guard in guards]
+                ),
             },
         )
         if promoted:

@@ -25,6 +25,7 @@ from toxiguard.monitoring.dashboard import PANEL_TITLES, monitoring_panels
 from toxiguard.serving.batch_scoring import FLAGGED_COLUMN, with_scores
 from toxiguard.serving.local_copy import LOCAL_COPY, PredictionResult
 from toxiguard.serving.middleware import new_request_id
+from toxiguard.serving.model_ui import model_tab
 from toxiguard.serving.predictor import BUNDLE, NoChampionError
 from toxiguard.serving.rendering import CSS, highlighted_html, scores_html
 from toxiguard.serving.review_ui import REVIEW_CSS, review_tab, ui_reviewers
@@ -109,6 +110,7 @@ def build_ui(state: ServingState) -> gr.Blocks:
             _comment_tab(state, model_line),
             _batch_tab(state, model_line),
             review_tab(state),
+            model_tab(state, blocks),
         )
         _monitoring_tab(state.settings, blocks, other_tabs=tabs)
         blocks.load(lambda: model_markdown(state), outputs=model_line)

@@ -21,12 +21,12 @@ from toxiguard.models.cascade import CascadeModel
 from toxiguard.registry.client import configure_mlflow
 from toxiguard.registry.promotion import PromotionDecision
 from toxiguard.settings import Settings, get_settings
+from toxiguard.training.gate import gate_step
 from toxiguard.training.steps import (
     Evaluation,
     PreparedData,
     evaluate_step,
     fit_step,
-    gate_step,
     prepare_data,
     register_model,
 )
@@ -86,12 +86,14 @@ class TrainingSteps:
         [str, PreparedData, Mapping[str, Any] | None, Mapping[str, ToxicityModel], Settings],
         tuple[ToxicityModel, float],
     ] = fit_step
-    evaluate: Callable[[str, ToxicityModel, PreparedData], Evaluation] = evaluate_step
+    evaluate: Callable[[str, ToxicityModel, PreparedData, Settings], Evaluation] = evaluate_step
     register: Callable[
         [str, ToxicityModel, float, Evaluation, PreparedData, Settings, Mapping[str, Any] | None],
         tuple[str, int],
     ] = register_model
-    gate: Callable[[str, int, Evaluation, PreparedData, Settings], PromotionDecision] = gate_step
+    gate: Callable[
+        [str, ToxicityModel, int, Evaluation, PreparedData, Settings], PromotionDecision
+    ] = gate_step
 
 
 def train_family(
@@ -112,11 +114,11 @@ def train_family(
         model, fit_seconds = steps.fit(family, prepared, params, fitted or {}, settings)
         if fitted is not None:
             fitted[family] = model
-        result = steps.evaluate(family, model, prepared)
+        result = steps.evaluate(family, model, prepared, settings)
         run_id, version = steps.register(
             family, model, fit_seconds, result, prepared, settings, params
         )
-    decision = steps.gate(family, version, result, prepared, settings)
+    decision = steps.gate(family, model, version, result, prepared, settings)
     logger.info("%s: version %d, %s", family, version, decision.reason)
     return ModelResult(family, run_id, version, fit_seconds, result, decision)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.figure import Figure
 
+from toxiguard.data.augmentation import augment_training
 from toxiguard.data.demo import is_demo_corpus
 from toxiguard.data.splits import Splits, save_splits, split_dataset
 from toxiguard.data.trainability import dataset_problems, split_problems
@@ -26,9 +27,9 @@ from toxiguard.models.metrics import mean_roc_auc
 from toxiguard.models.package import ModelPackage
 from toxiguard.models.reference import build_reference
 from toxiguard.models.tfidf.linear import LinearTextModel
-from toxiguard.registry.promotion import Comparison, PromotionDecision, gate_promotion
 from toxiguard.registry.runs import log_model_run
 from toxiguard.settings import Settings
+from toxiguard.training.audit import AuditReport, audit_model, plot_subgroup_aucs
 from toxiguard.training.evaluation import (
     evaluate,
     flat_metrics,
@@ -52,7 +53,8 @@ class PreparedData:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Validation and test reports of one fitted model, with thresholds tuned on validation."""
+    """Validation and test reports of one fitted model, with thresholds tuned on validation,
+    and its bias and robustness audit on the test split."""
 
     validation: dict[str, Any]
     test: dict[str, Any]
@@ -60,6 +62,7 @@ class Evaluation:
     thresholds: npt.NDArray[np.float64]
     validation_probabilities: npt.NDArray[np.float64]
     test_probabilities: npt.NDArray[np.float64]
+    audit: AuditReport | None = None
 
     @property
     def test_mean_roc_auc(self) -> float:
@@ -181,13 +184,15 @@ def fit_model(
     fitted: Mapping[str, ToxicityModel] | None = None,
     blend_tfidf_members: int = 3,
     common: Mapping[str, Any] | None = None,
+    augmentations: Sequence[str] = (),
 ) -> tuple[ToxicityModel, float]:
     """Return a model of `family` fitted on the training split, and the seconds it took.
 
     `common` gives the values families take from the settings (`model_defaults`). A blend
     reuses the members in `fitted` (models of this job, fitted on the same split) and, unless
     its params name members, takes the transformer and the best `blend_tfidf_members` TF-IDF
-    models among them.
+    models among them. `augmentations` (`data.augmentation`) adds rows to the training split
+    only.
     """
     params = dict(params or {})
     if family == BlendModel.family and fitted:
@@ -196,16 +201,23 @@ def fit_model(
         params = _cascade_with_fitted(params, splits, fitted)
     model = create_model(family, common, **params)
     started = time.perf_counter()
+    seed = int((common or {}).get("seed", 0))
+    train_texts, train_truth = augment_training(
+        texts_of(splits.train), label_matrix(splits.train), augmentations, seed=seed
+    )
     model.fit(
-        texts_of(splits.train),
-        label_matrix(splits.train),
+        train_texts,
+        train_truth,
         validation=(texts_of(splits.validation), label_matrix(splits.validation)),
     )
     return model, time.perf_counter() - started
 
 
-def evaluate_model(model: ToxicityModel, splits: Splits, title: str) -> Evaluation:
-    """Return reports and test plots of a fitted model, with thresholds tuned on validation."""
+def evaluate_model(
+    model: ToxicityModel, splits: Splits, title: str, *, seed: int, audit_rows: int | None
+) -> Evaluation:
+    """Return reports, test plots and the audit of a fitted model, with thresholds tuned on
+    validation; `audit_rows` caps the test comments each obfuscation perturbs."""
     y_val = label_matrix(splits.validation)
     p_val = np.asarray(model.predict_proba(texts_of(splits.validation)), dtype=np.float64)
     thresholds = tune_thresholds(y_val, p_val)
@@ -226,6 +238,21 @@ def evaluate_model(model: ToxicityModel, splits: Splits, title: str) -> Evaluati
             model.slow_validation_auc_,
             f"{title}: ROC-AUC against comments escalated",
         )
+    audit = audit_model(
+        model.predict_proba,
+        texts_of(splits.test),
+        y_test,
+        thresholds,
+        seed=seed,
+        robustness_rows=audit_rows,
+        probabilities=p_test,
+    )
+    figures["subgroup_aucs_test.png"] = plot_subgroup_aucs(
+        audit.bias_test, f"{title}: identity subgroups, test split"
+    )
+    figures["subgroup_aucs_templates.png"] = plot_subgroup_aucs(
+        audit.bias_templates, f"{title}: identity subgroups, templated sentences"
+    )
     return Evaluation(
         validation=evaluate(y_val, p_val, thresholds),
         test=test_report,
@@ -233,6 +260,7 @@ def evaluate_model(model: ToxicityModel, splits: Splits, title: str) -> Evaluati
         thresholds=np.asarray(thresholds, dtype=np.float64),
         validation_probabilities=p_val,
         test_probabilities=np.asarray(p_test, dtype=np.float64),
+        audit=audit,
     )
 
 
@@ -254,52 +282,8 @@ def package_model(
         seed=settings.seed,
     )
     seen = text_hashes(train_texts + validation_texts)
-    return ModelPackage(model, result.thresholds, reference, seen)
-
-
-def head_to_head(
-    splits: Splits, result: Evaluation, min_rows: int
-) -> Callable[[ModelPackage], Comparison]:
-    """Return the gate's comparison of this job's new model with a champion.
-
-    Both are scored (mean ROC-AUC) on the test comments the champion was neither trained nor
-    tuned on; a champion saved without that record is scored on the whole test split.
-    """
-    texts = texts_of(splits.test)
-    y_test = label_matrix(splits.test)
-
-    def compare(champion: ModelPackage) -> Comparison:
-        unseen = np.ones(len(texts), dtype=bool)
-        if champion.seen_texts is not None:
-            unseen = ~np.isin(text_hashes(texts), champion.seen_texts)
-        rows, excluded = int(unseen.sum()), int(len(texts) - unseen.sum())
-        if rows < min_rows:
-            return Comparison(None, None, rows, excluded)
-        kept = [text for text, keep in zip(texts, unseen, strict=True) if keep]
-        champion_report = evaluate(
-            y_test[unseen], champion.predict_proba(kept), champion.thresholds
-        )
-        new_report = evaluate(
-            y_test[unseen], result.test_probabilities[unseen], champion.thresholds
-        )
-        return Comparison(
-            new_report["mean_roc_auc"], champion_report["mean_roc_auc"], rows, excluded
-        )
-
-    return compare
-
-
-def gate_model(
-    version: int, result: Evaluation, prepared: PreparedData, settings: Settings
-) -> PromotionDecision:
-    """Return the gate's decision on a registered version: champion only if it beats the
-    champion on this job's test comments the champion has not seen."""
-    return gate_promotion(
-        settings,
-        version,
-        result.test_mean_roc_auc,
-        head_to_head(prepared.splits, result, settings.promotion_min_test_rows),
-    )
+    audit = result.audit.to_dict() if result.audit is not None else None
+    return ModelPackage(model, result.thresholds, reference, seen, audit)
 
 
 def register_model(
@@ -320,6 +304,7 @@ def register_model(
         **flat_metrics(result.test, "test"),
         "fit_seconds": fit_seconds,
         **model.diagnostics(),
+        **(result.audit.metrics() if result.audit is not None else {}),
     }
     run_params = {
         "family": family,
@@ -339,7 +324,12 @@ def register_model(
         run_name=family,
         params=run_params,
         metrics=metrics,
-        reports={"validation": result.validation, "test": result.test, "splits": splits.summary()},
+        reports={
+            "validation": result.validation,
+            "test": result.test,
+            "splits": splits.summary(),
+            **({"audit": package.audit} if package.audit is not None else {}),
+        },
         figures=result.figures,
         dataset_source=prepared.dataset.source,
         dataset_fingerprint=prepared.dataset.fingerprint,
@@ -365,16 +355,18 @@ def fit_step(
         fitted,
         settings.blend_tfidf_members,
         model_defaults(settings),
+        settings.training_augmentations,
     )
 
 
-def evaluate_step(family: str, model: ToxicityModel, prepared: PreparedData) -> Evaluation:
+def evaluate_step(
+    family: str, model: ToxicityModel, prepared: PreparedData, settings: Settings
+) -> Evaluation:
     """Return `evaluate_model` of a fitted model (the default evaluate step)."""
-    return evaluate_model(model, prepared.splits, family)
-
-
-def gate_step(
-    family: str, version: int, result: Evaluation, prepared: PreparedData, settings: Settings
-) -> PromotionDecision:
-    """Return `gate_model` of a registered version (the default gate step)."""
-    return gate_model(version, result, prepared, settings)
+    return evaluate_model(
+        model,
+        prepared.splits,
+        family,
+        seed=settings.seed,
+        audit_rows=settings.audit_robustness_rows,
+    )
