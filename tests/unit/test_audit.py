@@ -148,5 +148,5 @@ def test_augmentation_adds_rows_to_training_only_of_the_kinds_asked() -> None:
     assert neutral[3:] == added and not neutral_labels[3:].any()
     # None of the added sentences is one the audit evaluates on.
     assert not set(added) & {comment.text for comment in templated_comments()}
-    with pytest.raises(ToxiguardError, match="unknown augmentation.*'mixup'"):
+    with pytest.raises(ToxiguardError, match=r"unknown augmentation.*'mixup'"):
         check_augmentations(["identity_neutral", "mixup"])

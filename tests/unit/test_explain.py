@@ -195,6 +195,16 @@ def test_cleaned_characters_map_back_to_their_raw_characters() -> None:
     assert all(url <= low < high <= len(text) for low, high in raw[-5:])
 
 
+def test_spelled_out_words_are_joined_and_keep_their_raw_letters() -> None:
+    text = "Y o u  a r e  an i d i o t"
+    pieces = clean_aligned(text, ["despace", "lowercase"])
+    assert pieces.pieces == ["you", "are", "an", "idiot"]
+    raw = [int(low) for low in pieces.low]
+    assert "".join(text[i] for i in raw) == "Youareanidiot"  # the spaces between letters dropped
+    assert raw[:3] == [0, 2, 4]
+    assert " ".join(clean_text(text, ["despace", "lowercase"]).split()) == "you are an idiot"
+
+
 def planted_corpus() -> tuple[list[str], LabelArray]:
     """Return benign sentences, half of them with the planted word: toxic and insult follow the
     word, the other labels are all 0 (each model predicts them as a constant)."""

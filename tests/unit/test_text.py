@@ -16,7 +16,12 @@ from toxiguard.features.text import (
     check_steps,
     clean_text,
     clean_texts,
+    decode_leetspeak,
+    despace,
+    fold_homoglyphs,
+    join_dotted,
     normalize_unicode,
+    remove_zero_width,
     replace_ips,
     replace_urls,
     squeeze_repeats,
@@ -94,6 +99,108 @@ def test_replace_ips(text: str, expected: str) -> None:
 )
 def test_squeeze_repeats(text: str, expected: str) -> None:
     assert squeeze_repeats(text) == expected
+
+
+NEW_STEPS = ("zero_width", "homoglyphs", "despace", "punctuation_inside", "leetspeak")
+# Text the obfuscation steps must leave as the defaults do: plain English, numbers, dates, times,
+# versions, Russian and Greek.
+ORDINARY = [
+    "Thanks for the 2 edits on 2020-01-01 at 12:30, see version 1.2.3 and 3.14.",
+    "In the 1990s the 4th edition sold 5,000 copies at $100k; call at 5pm.",
+    "A well-known, self-described e.g. example: it's a b-side, I think.",
+    "\u041f\u0440\u0438\u0432\u0435\u0442, \u044d\u0442\u043e \u0441\u0442\u0430\u0442\u044c\u044f "
+    "\u043e 1990 \u0433\u043e\u0434\u0435.",  # Russian: "Hello, this is an article about 1990."
+    "\u0397 \u03b1\u03bb\u03ae\u03b8\u03b5\u03b9\u03b1 "
+    "\u03ba\u03b1\u03b9 \u03bf \u03bb\u03cc\u03b3\u03bf\u03c2.",  # Greek: "The truth and the word."
+    "User brad5 and Win10 wrote to name@example.com about mp3 colour f5fffa; @Bob agreed.",
+    "Stop!! That was wrong!Stop it. 10.0.0.1 edited it.",
+]  # fmt: skip
+
+
+def test_remove_zero_width() -> None:
+    assert remove_zero_width("st\u200bu\u200cp\u200di\u2060d\ufeff lo\u00adser") == "stupid loser"
+    assert remove_zero_width("plain") == "plain"
+
+
+def test_fold_homoglyphs_inside_words_that_mix_scripts() -> None:
+    cyrillic_o, greek_alpha, cyrillic_es = "\u043e", "\u03b1", "\u0441"
+    assert fold_homoglyphs(f"idi{cyrillic_o}t") == "idiot"
+    assert fold_homoglyphs(f"you {greek_alpha}re a bit{cyrillic_es}h") == "you are a bitch"
+    # NFKC does not fold them: that is why the step exists.
+    assert normalize_unicode(f"idi{cyrillic_o}t") != "idiot"
+    # Words in one script only are someone's language: kept.
+    russian = "\u0441\u043e\u0440 \u0440\u0443\u0441\u0441\u043a\u0438\u0439"
+    assert fold_homoglyphs(russian) == russian
+    assert fold_homoglyphs(f"idiot {russian}") == f"idiot {russian}"
+
+
+def test_despace_joins_spelled_out_words() -> None:
+    assert despace("y o u  s u c k") == "you  suck"
+    assert clean_text("Y O U  S U C K!", [*DEFAULT_STEPS, "despace", "whitespace"]) == "you suck!"
+    assert despace("f u c k you") == "fuck you"
+    # Two letters are not a run; a letter glued to a longer word does not start one.
+    assert despace("plan a b") == "plan a b"
+    assert despace("ab c d e") == "ab cde"
+    assert despace("it's a b-side") == "it's a b-side"
+    assert despace('"a b c" (d e f)') == '"abc" (def)'
+
+
+def test_join_dotted_joins_letters_split_by_marks() -> None:
+    assert join_dotted("you i.d.i.o.t") == "you idiot"
+    assert join_dotted("F-U-C-K off, s_t_u_p_i_d, f*u*c*k") == "FUCK off, stupid, fuck"
+    assert (
+        join_dotted("the U.S.A. and e.g. a well-known x-ray")
+        == "the USA. and e.g. a well-known x-ray"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("you 1d10t", "you idiot"),
+        ("a$$ and $hit, sh!t", "ass and shit, shit"),
+        ("st0p it!", "stop it!"),
+        ("t@lk to @ss", "talk to ass"),
+        ("k1ll y0urs3lf", "kill yourself"),
+        ("1D10T", "iDioT"),
+    ],
+)
+def test_decode_leetspeak(text: str, expected: str) -> None:
+    assert decode_leetspeak(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2020-01-01 12:30:45 192.168.0.1 3.14 $5 100%",
+        "the 4th, 3rd and 1st in the 1990s and 70s, at 5pm for $100k, a 4x4",
+        "user brad5, win10 and a7; colour f5fffa; mail name@example.com",
+        "@Bob said stop!! then wrong!Stop",
+        '{| class="wikitable"\n!align="center"|Name\n!width="25"|Year',
+        "2nd94 6sin8karma",
+    ],
+)
+def test_decode_leetspeak_leaves_numbers_and_codes(text: str) -> None:
+    assert decode_leetspeak(text) == text
+
+
+def test_obfuscation_steps_leave_ordinary_text_as_the_defaults_do() -> None:
+    with_new = [*DEFAULT_STEPS, *NEW_STEPS]
+    assert clean_texts(ORDINARY, with_new) == clean_texts(ORDINARY)
+    assert clean_text(ORDINARY[3], with_new) == ORDINARY[3].lower()
+
+
+def test_obfuscation_steps_run_in_a_sensible_order() -> None:
+    order = list(CLEANING_STEPS)
+    position = order.index
+    assert position("zero_width") < position("homoglyphs") < position("lowercase")
+    assert position("urls") < position("leetspeak") and position("ips") < position("leetspeak")
+    assert position("despace") < position("whitespace")
+    # A URL is replaced before its digits could be read as letters.
+    assert clean_text("see http://x.org/1d10t", [*DEFAULT_STEPS, "leetspeak"]) == f"see {URL_TOKEN}"
+    # Zero-width characters go before leetspeak and homoglyphs look at the word.
+    mixed = "1d\u200b1\u043et idi\u043et"
+    assert clean_text(mixed, [*DEFAULT_STEPS, *NEW_STEPS]) == "idiot idiot"
 
 
 def test_squeeze_whitespace() -> None:

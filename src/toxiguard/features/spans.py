@@ -1,7 +1,8 @@
 """Where a raw text's TF-IDF features come from: its tokens, its cleaned text aligned back to the
 raw offsets, and every occurrence of each word and char n-gram feature, spread over the tokens.
 
-Alignment. Every cleaning step is local to the whitespace-separated pieces of a text (NFKC, URL
+Alignment. Every cleaning step but `despace` is local to the whitespace-separated pieces of a
+text (NFKC, URL
 and IP tokens, lower-casing and squeezed repeats never look across whitespace, and whitespace
 stays whitespace), so each raw piece is cleaned on its own, step by step, and each cleaned
 character keeps the raw interval it came from: a step's change is found as the part between the
@@ -11,7 +12,9 @@ old part's raw interval in equal, proportional slices ("ﬁ" -> "fi": two halves
 character; a URL -> " xxurl ": seven slices of the URL), and characters a step removes (the third
 "u" of "stuuupid") map to nothing. The cleaned piece may then hold spaces (the URL token); its
 whitespace-free parts are the pieces both vectorizers see. Steps that leave the whole text as it
-is are skipped.
+is are skipped. `despace`, which joins spelled-out words ("y o u" -> "you") and so joins pieces,
+comes first and runs on the whole text: it only deletes spaces, and each kept character keeps
+its raw index.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import scipy.sparse as sp
 
 from toxiguard.errors import ToxiguardError
 from toxiguard.features.char_ngrams import ngram_windows
-from toxiguard.features.text import CLEANING_STEPS, check_steps
+from toxiguard.features.text import CLEANING_STEPS, check_steps, despace, despaced_positions
 from toxiguard.features.tfidf import WORD_PATTERN, TfidfFeaturizer
 
 FloatArray = npt.NDArray[np.float64]
@@ -102,8 +105,17 @@ def _realign(
 def clean_aligned(text: str, steps: Sequence[str]) -> CleanedPieces:
     """Return the text cleaned with `steps` as pieces, each character's raw interval kept."""
     functions: list[Callable[[str], str]] = []
+    ordered = check_steps(steps)
+    # `despace` (first in order) joins pieces: it runs on the whole text, each kept character
+    # keeping its raw index; every later step is local to a piece.
+    raw_index = np.arange(len(text), dtype=np.float64)
+    if ordered[:1] == ("despace",):
+        joined = despace(text)
+        if joined != text:
+            raw_index = np.asarray(despaced_positions(text), dtype=np.float64)
+        text, ordered = joined, ordered[1:]
     current = text
-    for step in check_steps(steps):
+    for step in ordered:
         cleaned = CLEANING_STEPS[step](current)
         if cleaned != current:  # unchanged as a whole: unchanged in every piece
             functions.append(CLEANING_STEPS[step])
@@ -112,10 +124,10 @@ def clean_aligned(text: str, steps: Sequence[str]) -> CleanedPieces:
     lows: list[FloatArray] = []
     highs: list[FloatArray] = []
     for match in _PIECE.finditer(text):
-        begin, end = match.span()
         piece = match.group()
-        low = np.arange(begin, end, dtype=np.float64)
+        low = raw_index[match.start() : match.end()]
         high = low + 1
+        begin, end = int(low[0]), int(high[-1])
         for function in functions:
             cleaned = function(piece)
             if cleaned != piece:
