@@ -181,6 +181,15 @@ def test_space_layout_pins_and_model_card(space: Path) -> None:
     for label in LABELS:
         assert f"| {label} | {bundle['metrics'][f'test_roc_auc_{label}']:.4f} |" in readme
     assert "demo.csv.gz" in readme and "demo corpus" in readme
+    # The model card carries the version's audit: its headline and one row per obfuscation.
+    assert "## Bias and robustness" in readme and "final bias score" in readme
+    assert all(f"| {name} | " in readme for name in bundle_audit_perturbations(space))
+
+
+def bundle_audit_perturbations(space: Path) -> list[str]:
+    """Return the obfuscations of the audit saved with the Space's model."""
+    audit = json.loads((space / "model" / "audit.json").read_text())
+    return list(audit["robustness"]["perturbed"])
 
 
 def test_space_runs_from_a_fresh_venv_without_mlflow_or_torch(

@@ -288,9 +288,29 @@ def model_card(source: ExportSource, gradio_version: str) -> str:
         lines.append(
             f"| {label} | {_metric(metrics, f'test_roc_auc_{label}')} | {float(threshold):.10g} |"
         )
+    lines += [f"| **mean** | **{_metric(metrics, 'test_roc_auc_mean')}** | |", ""]
+    if source.package.audit is not None:
+        from toxiguard.training.audit import (  # noqa: PLC0415
+            AuditReport,
+            audit_summary,
+            robustness_rows,
+        )
+
+        report = AuditReport.from_dict(source.package.audit)
+        lines += [
+            "## Bias and robustness",
+            "",
+            *(f"- {line}" for line in audit_summary(report)),
+            "",
+            "| obfuscation | mean ROC-AUC | change |",
+            "|---|---|---|",
+            *(
+                f"| {row['perturbation']} | {row['mean_roc_auc']} | {row['change']} |"
+                for row in robustness_rows(report.robustness)
+            ),
+            "",
+        ]
     lines += [
-        f"| **mean** | **{_metric(metrics, 'test_roc_auc_mean')}** | |",
-        "",
         "## Run it",
         "",
         "```",
