@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from toxiguard.data.perturbations import PERTURBATIONS
 from toxiguard.data.validation import load_dataset
@@ -87,6 +88,16 @@ def test_gate_promotes_only_a_better_model(
     assert "challenger" in versions[nb_again.version]["aliases"]
     events = champion_history(settings)
     assert [e["version"] for e in events if e["event"] == "promote"] == [weak_version, lr.version]
+    # The run holds the audit: its metrics, its tables (MLflow's table view) and its plots.
+    client = MlflowClient(settings.tracking_uri)
+    run = client.get_run(lr.run_id)
+    audit = lr.evaluation.audit
+    assert audit is not None
+    assert run.data.metrics["audit_robustness_worst"] == pytest.approx(audit.robustness.worst_auc)
+    tables = {Path(a.path).name for a in client.list_artifacts(lr.run_id, "tables")}
+    assert {"audit_bias_test.json", "audit_robustness.json", "audit_neutral.json"} <= tables
+    plots = {Path(a.path).name for a in client.list_artifacts(lr.run_id, "plots")}
+    assert {"subgroup_aucs_test.png", "subgroup_aucs_templates.png"} <= plots
 
     # the champion loads in a fresh process, from an empty directory, with the data gone
     texts = ["you are a complete idiot", "thanks for fixing the citation", "I will find you"]

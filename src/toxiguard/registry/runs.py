@@ -161,6 +161,7 @@ def log_model_run(
     dataset_rows: int | None = None,
     demo_data: bool = False,
     version_tags: dict[str, str] | None = None,
+    tables: dict[str, list[dict[str, Any]]] | None = None,
 ) -> tuple[str, int]:
     """Return (run id, registered version) after logging one model package and all it came with.
 
@@ -192,6 +193,9 @@ def log_model_run(
                 mlflow.log_dict(report, f"reports/{name}.json")
             for name, figure in figures.items():
                 mlflow.log_figure(figure, f"plots/{name if Path(name).suffix else name + '.png'}")
+            for name, rows in (tables or {}).items():
+                if rows:  # MLflow's table view: one row per dict
+                    mlflow.log_table(pd.DataFrame(rows), artifact_file=f"tables/{name}.json")
             with tempfile.TemporaryDirectory(prefix="toxiguard-model-") as tmp:
                 model_dir = package.save(Path(tmp) / ARTIFACT_NAME)
                 manifest_sha256 = file_sha256(model_dir / MANIFEST_FILE)

@@ -216,6 +216,16 @@ def robustness_rows(report: RobustnessReport) -> list[dict[str, Any]]:
     return rows
 
 
+def audit_tables(report: AuditReport) -> dict[str, list[dict[str, Any]]]:
+    """Return the audit's four tables by name (`audit_bias_test`, ...), as rows."""
+    return {
+        "audit_bias_test": bias_rows(report.bias_test),
+        "audit_bias_templates": bias_rows(report.bias_templates),
+        "audit_neutral": neutral_rows(report.neutral),
+        "audit_robustness": robustness_rows(report.robustness),
+    }
+
+
 def audit_summary(report: AuditReport) -> list[str]:
     """Return the audit's headline figures as short lines for people."""
 

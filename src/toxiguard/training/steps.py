@@ -29,7 +29,7 @@ from toxiguard.models.reference import build_reference
 from toxiguard.models.tfidf.linear import LinearTextModel
 from toxiguard.registry.runs import log_model_run
 from toxiguard.settings import Settings
-from toxiguard.training.audit import AuditReport, audit_model, plot_subgroup_aucs
+from toxiguard.training.audit import AuditReport, audit_model, audit_tables, plot_subgroup_aucs
 from toxiguard.training.evaluation import (
     evaluate,
     flat_metrics,
@@ -331,6 +331,7 @@ def register_model(
             **({"audit": package.audit} if package.audit is not None else {}),
         },
         figures=result.figures,
+        tables=audit_tables(result.audit) if result.audit is not None else None,
         dataset_source=prepared.dataset.source,
         dataset_fingerprint=prepared.dataset.fingerprint,
         splits_dir=prepared.splits_dir,
