@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from baselines import RESULTS, SHARED_TRAIN, load_average, load_splits, table, texts
-from toxiguard.data.augmentation import augment_training
+from toxiguard.data.augmentation import NEUTRAL_COPIES, augment_training
 from toxiguard.data.validation import label_matrix
 from toxiguard.models import ToxicityModel, create_model
 from toxiguard.models.metrics import mean_roc_auc
+from toxiguard.settings import Settings
 from toxiguard.training.audit import AuditReport, audit_model
 from toxiguard.training.evaluation import tune_thresholds
 
@@ -35,7 +36,11 @@ LINEAR = ("tfidf-lr", "nbsvm", "tfidf-svm", "complement-nb")
 
 
 def fit(
-    family: str, splits: Any, cleaning: list[str] | None, augmentations: Sequence[str]
+    family: str,
+    splits: Any,
+    cleaning: list[str] | None,
+    augmentations: Sequence[str],
+    neutral_copies: int = NEUTRAL_COPIES,
 ) -> ToxicityModel:
     """Return the family fitted on the training part (with these cleaning steps if linear, and
     the training part augmented with these kinds)."""
@@ -45,7 +50,7 @@ def fit(
     model = create_model(family, {"seed": 42}, **params)
     validation = (texts(splits.validation), label_matrix(splits.validation))
     train_texts, train_truth = augment_training(
-        texts(splits.train), label_matrix(splits.train), augmentations, seed=42
+        texts(splits.train), label_matrix(splits.train), augmentations, 42, neutral_copies
     )
     model.fit(train_texts, train_truth, validation=validation)
     return model
@@ -57,14 +62,15 @@ def audit_family(
     cleaning: list[str] | None,
     augmentations: Sequence[str],
     rows: int,
+    neutral_copies: int = NEUTRAL_COPIES,
 ) -> tuple[AuditReport, dict[str, Any]]:
     """Return the family's audit on the test split and its timings and test ROC-AUC."""
     started = time.perf_counter()
-    model = fit(family, splits, cleaning, augmentations)
+    model = fit(family, splits, cleaning, augmentations, neutral_copies)
     fit_s = time.perf_counter() - started
-    thresholds = tune_thresholds(
-        label_matrix(splits.validation), model.predict_proba(texts(splits.validation))
-    )
+    validation_truth = label_matrix(splits.validation)
+    validation_scores = model.predict_proba(texts(splits.validation))
+    thresholds = tune_thresholds(validation_truth, validation_scores)
     started = time.perf_counter()
     test_texts, truth = texts(splits.test), label_matrix(splits.test)
     report = audit_model(
@@ -76,6 +82,7 @@ def audit_family(
         "audit_s": time.perf_counter() - started,
         "test_roc_auc": report.robustness.clean_auc,
         "full_test_roc_auc": mean_roc_auc(truth, model.predict_proba(test_texts)),
+        "validation_roc_auc": mean_roc_auc(validation_truth, validation_scores),
     }
 
 
@@ -95,6 +102,7 @@ def markdown(results: Sequence[tuple[AuditReport, dict[str, Any]]]) -> str:
         bias_rows.append(
             [
                 info["family"],
+                _f(info["validation_roc_auc"]),
                 _f(info["full_test_roc_auc"]),
                 _f(report.bias_test.final_score),
                 _f(report.bias_templates.final_score),
@@ -118,6 +126,7 @@ def markdown(results: Sequence[tuple[AuditReport, dict[str, Any]]]) -> str:
             table(
                 [
                     "model",
+                    "val ROC-AUC",
                     "test ROC-AUC",
                     "final bias (test)",
                     "final bias (templates)",
@@ -139,7 +148,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(FAMILIES))
     parser.add_argument("--cleaning", help="comma-separated cleaning steps for the linear families")
     parser.add_argument(
-        "--augment", nargs="*", default=[], help="training augmentations (identity_swap, ...)"
+        "--augment",
+        nargs="*",
+        default=Settings.model_fields["training_augmentations"].default,
+        help="training augmentations (default: training's; none: --augment with no value)",
+    )
+    parser.add_argument(
+        "--neutral-copies",
+        type=int,
+        default=NEUTRAL_COPIES,
+        help="times the neutral identity sentences are added (identity_neutral)",
     )
     parser.add_argument("--rows", type=int, default=2000, help="test comments perturbed")
     parser.add_argument("--name", default="audit", help="results file name")
@@ -150,7 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = load_average()
     results = []
     for family in args.models:
-        report, info = audit_family(family, splits, cleaning, args.augment, args.rows)
+        report, info = audit_family(
+            family, splits, cleaning, args.augment, args.rows, args.neutral_copies
+        )
         print(
             f"{family}: fit {info['fit_s']:.0f} s, audit {info['audit_s']:.0f} s",
             file=sys.stderr,
@@ -162,6 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (args.cleaning or "default")
         + "; augmentation "
         + (", ".join(args.augment) or "none")
+        + (
+            f" (neutral sentences x{args.neutral_copies})"
+            if "identity_neutral" in args.augment
+            else ""
+        )
     )
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)

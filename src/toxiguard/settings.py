@@ -370,9 +370,9 @@ class Settings(BaseSettings):
         "in the environment.",
     )
     training_augmentations: Annotated[list[str], NoDecode] = Field(
-        [],
-        description="Rows added to every training split (`data.augmentation`: identity_swap, "
-        "identity_neutral, obfuscation); comma-separated in the environment.",
+        ["identity_neutral"],
+        description="Rows added to every training split (`data.augmentation`: identity_neutral, "
+        "identity_swap, obfuscation); comma-separated in the environment, empty for none.",
     )
     training_params: str = Field(
         "default",

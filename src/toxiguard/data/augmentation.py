@@ -44,6 +44,12 @@ TRAINING_TEMPLATES: Final = (
     "{identity} welcomed me when I started editing.",
 )
 OBFUSCATION_SHARE: Final = 0.2
+#: How many times the neutral identity sentences are added. Measured (benchmarks/audit.py, the
+#: benchmark split, validation ROC-AUC tfidf-lr / nbsvm / tfidf-svm, against none): 1 copy
+#: -0.0002 / -0.0003 / -0.0001, 2 copies -0.0003 / -0.0005 / -0.0001, 4 copies -0.0002 / -0.0011
+#: / -0.0002, 8 copies -0.0006 / -0.0015 / -0.0005; the neutral gap narrows with each (nbsvm
+#: 0.579 -> 0.450, 0.408, 0.329, 0.213). One copy costs no more than the noise.
+NEUTRAL_COPIES: Final = 1
 
 
 def check_augmentations(kinds: Sequence[str]) -> tuple[str, ...]:
@@ -84,15 +90,20 @@ def identity_neutral_sentences() -> list[str]:
 
 
 def augment_training(
-    texts: Sequence[str], labels: npt.ArrayLike, kinds: Sequence[str], seed: int
+    texts: Sequence[str],
+    labels: npt.ArrayLike,
+    kinds: Sequence[str],
+    seed: int,
+    neutral_copies: int = NEUTRAL_COPIES,
 ) -> tuple[list[str], npt.NDArray[np.int8]]:
-    """Return the training texts and labels with each kind of augmentation added in turn."""
+    """Return the training texts and labels with each kind of augmentation added in turn
+    (`identity_neutral`: the neutral sentences `neutral_copies` times)."""
     augmented, truth = list(texts), np.asarray(labels, dtype=np.int8)
     for kind in check_augmentations(kinds):
         if kind == "identity_swap":
             augmented, truth = identity_swaps(augmented, truth, seed)
         elif kind == "identity_neutral":
-            neutral = identity_neutral_sentences()
+            neutral = identity_neutral_sentences() * neutral_copies
             augmented = [*augmented, *neutral]
             truth = np.concatenate([truth, np.zeros((len(neutral), truth.shape[1]), np.int8)])
         else:
