@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from baselines import RESULTS, SHARED_TRAIN, load_average, load_splits, table, texts
-from toxiguard.data.augmentation import NEUTRAL_COPIES, augment_training
+from toxiguard.data.augmentation import augment_training
 from toxiguard.data.validation import label_matrix
 from toxiguard.models import ToxicityModel, create_model
 from toxiguard.models.metrics import mean_roc_auc
@@ -40,7 +40,6 @@ def fit(
     splits: Any,
     cleaning: list[str] | None,
     augmentations: Sequence[str],
-    neutral_copies: int = NEUTRAL_COPIES,
 ) -> ToxicityModel:
     """Return the family fitted on the training part (with these cleaning steps if linear, and
     the training part augmented with these kinds)."""
@@ -50,7 +49,7 @@ def fit(
     model = create_model(family, {"seed": 42}, **params)
     validation = (texts(splits.validation), label_matrix(splits.validation))
     train_texts, train_truth = augment_training(
-        texts(splits.train), label_matrix(splits.train), augmentations, 42, neutral_copies
+        texts(splits.train), label_matrix(splits.train), augmentations, 42
     )
     model.fit(train_texts, train_truth, validation=validation)
     return model
@@ -62,11 +61,10 @@ def audit_family(
     cleaning: list[str] | None,
     augmentations: Sequence[str],
     rows: int,
-    neutral_copies: int = NEUTRAL_COPIES,
 ) -> tuple[AuditReport, dict[str, Any]]:
     """Return the family's audit on the test split and its timings and test ROC-AUC."""
     started = time.perf_counter()
-    model = fit(family, splits, cleaning, augmentations, neutral_copies)
+    model = fit(family, splits, cleaning, augmentations)
     fit_s = time.perf_counter() - started
     validation_truth = label_matrix(splits.validation)
     validation_scores = model.predict_proba(texts(splits.validation))
@@ -153,12 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Settings.model_fields["training_augmentations"].default,
         help="training augmentations (default: training's; none: --augment with no value)",
     )
-    parser.add_argument(
-        "--neutral-copies",
-        type=int,
-        default=NEUTRAL_COPIES,
-        help="times the neutral identity sentences are added (identity_neutral)",
-    )
     parser.add_argument("--rows", type=int, default=2000, help="test comments perturbed")
     parser.add_argument("--name", default="audit", help="results file name")
     args = parser.parse_args(argv)
@@ -168,9 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = load_average()
     results = []
     for family in args.models:
-        report, info = audit_family(
-            family, splits, cleaning, args.augment, args.rows, args.neutral_copies
-        )
+        report, info = audit_family(family, splits, cleaning, args.augment, args.rows)
         print(
             f"{family}: fit {info['fit_s']:.0f} s, audit {info['audit_s']:.0f} s",
             file=sys.stderr,
@@ -182,11 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (args.cleaning or "default")
         + "; augmentation "
         + (", ".join(args.augment) or "none")
-        + (
-            f" (neutral sentences x{args.neutral_copies})"
-            if "identity_neutral" in args.augment
-            else ""
-        )
     )
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,9 @@ import pytest
 from toxiguard.data.augmentation import (
     augment_training,
     check_augmentations,
+    identity_neutral_rows,
     identity_neutral_sentences,
+    subgroup_copies,
 )
 from toxiguard.data.identity import templated_comments
 from toxiguard.data.perturbations import PERTURBATIONS
@@ -145,8 +147,23 @@ def test_augmentation_adds_rows_to_training_only_of_the_kinds_asked() -> None:
     assert (swapped_labels[3] == labels[0]).all() and (swapped_labels[4] == labels[2]).all()
     neutral, neutral_labels = augment_training(texts, labels, ["identity_neutral"], seed=3)
     added = identity_neutral_sentences()
-    assert neutral[3:] == added and not neutral_labels[3:].any()
+    # Each subgroup once: none is named 20 times in these three comments.
+    assert sorted(neutral[3:]) == sorted(added) and not neutral_labels[3:].any()
     # None of the added sentences is one the audit evaluates on.
     assert not set(added) & {comment.text for comment in templated_comments()}
     with pytest.raises(ToxiguardError, match=r"unknown augmentation.*'mixup'"):
         check_augmentations(["identity_neutral", "mixup"])
+
+
+def test_subgroups_named_mostly_in_toxic_comments_get_more_neutral_sentences() -> None:
+    texts = [f"the gay editor {i}" for i in range(40)] + [f"John fixed it {i}" for i in range(40)]
+    texts += [f"plain comment {i}" for i in range(120)]
+    toxic = np.array([1] * 30 + [0] * 10 + [0] * 40 + [1] * 20 + [0] * 100)
+    copies = subgroup_copies(texts, toxic)
+    # 75% of the comments naming "gay" are toxic against 25% overall: (3x)^2 = 9 copies; John's
+    # are never toxic: at least 1; a subgroup never named: 1.
+    assert copies["homosexual_gay_or_lesbian"] == 9
+    assert copies["names_anglo"] == 1 and copies["muslim"] == 1
+    rows = identity_neutral_rows(texts, toxic)
+    gay = identity_neutral_sentences(["homosexual_gay_or_lesbian"])
+    assert sum(row in gay for row in rows) == 9 * len(gay)

@@ -6,8 +6,10 @@ Each kind adds rows to the training part only (validation and test stay as colle
   same labels, so that a term is no longer toxic by association with the comments it came in;
 - `identity_neutral`: neutral sentences naming each identity (`TRAINING_TEMPLATES` with the
   identity phrases of `data.identity`), added as non-toxic rows, after Dixon et al. (2018), who
-  added non-toxic comments naming identities to balance terms seen mostly in toxic ones. The
-  templates are not those of the templated evaluation set; the phrases are the same ones;
+  added non-toxic comments naming identities to balance terms seen mostly in toxic ones; each
+  subgroup's as many times as its training comments are more often toxic than the rest, squared
+  (`subgroup_copies`: a per-subgroup weight). The templates are not those of the templated
+  evaluation set; the phrases are the same ones;
 - `obfuscation`: perturbed copies of a seeded 20% of the comments (`data.perturbations`).
 """
 
@@ -19,7 +21,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from toxiguard.data.identity import IDENTITY_PHRASES, swap_identity_terms
+from toxiguard.data.identity import IDENTITY_PHRASES, subgroup_masks, swap_identity_terms
 from toxiguard.data.perturbations import augment
 from toxiguard.errors import ToxiguardError
 
@@ -44,12 +46,19 @@ TRAINING_TEMPLATES: Final = (
     "{identity} welcomed me when I started editing.",
 )
 OBFUSCATION_SHARE: Final = 0.2
-#: How many times the neutral identity sentences are added. Measured (benchmarks/audit.py, the
-#: benchmark split, validation ROC-AUC tfidf-lr / nbsvm / tfidf-svm, against none): 1 copy
-#: -0.0002 / -0.0003 / -0.0001, 2 copies -0.0003 / -0.0005 / -0.0001, 4 copies -0.0002 / -0.0011
-#: / -0.0002, 8 copies -0.0006 / -0.0015 / -0.0005; the neutral gap narrows with each (nbsvm
-#: 0.579 -> 0.450, 0.408, 0.329, 0.213). One copy costs no more than the noise.
+#: The neutral sentences' copies, per subgroup: NEUTRAL_COPIES x (toxic share of the subgroup's
+#: training comments / toxic share of all)^2, between 1 and MAX_COPIES. Measured
+#: (benchmarks/audit.py, benchmark split; validation ROC-AUC and neutral gap of tfidf-lr / nbsvm
+#: / tfidf-svm), against none (0.9713 / 0.9731 / 0.9723; gap 0.542 / 0.579 / 0.568):
+#: - every subgroup once: -0.0002 / -0.0003 / -0.0001; gap 0.368 / 0.450 / 0.323;
+#: - every subgroup 4 times: -0.0002 / -0.0011 / -0.0002; gap 0.367 / 0.329 / 0.238;
+#: - every subgroup 8 times: -0.0006 / -0.0015 / -0.0005; gap 0.247 / 0.213 / 0.214;
+#: - weighted (gay 8, male, female, latino 3, jewish, black, white 2, the rest 1; 1,792 rows):
+#:   -0.0002 / -0.0007 / -0.0002; gap 0.220 / 0.104 / 0.218, every term below the threshold.
+#: Counterfactual swaps (identity_swap) made it worse (nbsvm gap 0.550, final bias -0.002): off.
 NEUTRAL_COPIES: Final = 1
+MAX_COPIES: Final = 16
+MIN_MENTIONS: Final = 20
 
 
 def check_augmentations(kinds: Sequence[str]) -> tuple[str, ...]:
@@ -78,15 +87,43 @@ def identity_swaps(
     return [*texts, *copies], np.concatenate([truth, truth[rows]])
 
 
-def identity_neutral_sentences() -> list[str]:
-    """Return every training template filled with every identity phrase, first letter upper."""
+def identity_neutral_sentences(subgroups: Sequence[str] | None = None) -> list[str]:
+    """Return every training template filled with every identity phrase (of `subgroups`, default
+    all), first letter upper."""
+    chosen = IDENTITY_PHRASES if subgroups is None else {s: IDENTITY_PHRASES[s] for s in subgroups}
     sentences = []
     for template in TRAINING_TEMPLATES:
-        for phrases in IDENTITY_PHRASES.values():
+        for phrases in chosen.values():
             for phrase in phrases:
                 text = template.format(identity=phrase)
                 sentences.append(text[0].upper() + text[1:])
     return sentences
+
+
+def subgroup_copies(
+    texts: Sequence[str], toxic: npt.ArrayLike, base_copies: int = NEUTRAL_COPIES
+) -> dict[str, int]:
+    """Return how many times each subgroup's neutral sentences are added: `base_copies` times
+    the square of how much more often its training comments are toxic than all comments (at
+    least 1, at most `MAX_COPIES`; 1 for a subgroup named in fewer than `MIN_MENTIONS`)."""
+    truth = np.asarray(toxic, dtype=np.float64)
+    overall = float(truth.mean()) if len(truth) else 0.0
+    copies = {}
+    for subgroup, mask in subgroup_masks(texts).items():
+        ratio = float(truth[mask].mean()) / overall if overall and mask.sum() else 0.0
+        weight = base_copies * ratio**2 if mask.sum() >= MIN_MENTIONS else base_copies
+        copies[subgroup] = int(np.clip(round(weight), 1, MAX_COPIES))
+    return copies
+
+
+def identity_neutral_rows(texts: Sequence[str], toxic: npt.ArrayLike) -> list[str]:
+    """Return the neutral identity sentences to add to these training comments, each subgroup's
+    as many times as `subgroup_copies` says."""
+    return [
+        sentence
+        for subgroup, times in subgroup_copies(texts, toxic).items()
+        for sentence in identity_neutral_sentences([subgroup]) * times
+    ]
 
 
 def augment_training(
@@ -94,16 +131,14 @@ def augment_training(
     labels: npt.ArrayLike,
     kinds: Sequence[str],
     seed: int,
-    neutral_copies: int = NEUTRAL_COPIES,
 ) -> tuple[list[str], npt.NDArray[np.int8]]:
-    """Return the training texts and labels with each kind of augmentation added in turn
-    (`identity_neutral`: the neutral sentences `neutral_copies` times)."""
+    """Return the training texts and labels with each kind of augmentation added in turn."""
     augmented, truth = list(texts), np.asarray(labels, dtype=np.int8)
     for kind in check_augmentations(kinds):
         if kind == "identity_swap":
             augmented, truth = identity_swaps(augmented, truth, seed)
         elif kind == "identity_neutral":
-            neutral = identity_neutral_sentences() * neutral_copies
+            neutral = identity_neutral_rows(augmented, truth[:, 0])
             augmented = [*augmented, *neutral]
             truth = np.concatenate([truth, np.zeros((len(neutral), truth.shape[1]), np.int8)])
         else:
