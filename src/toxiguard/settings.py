@@ -370,9 +370,10 @@ class Settings(BaseSettings):
         "in the environment.",
     )
     training_augmentations: Annotated[list[str], NoDecode] = Field(
-        ["identity_neutral"],
+        ["identity_neutral", "masking"],
         description="Rows added to every training split (`data.augmentation`: identity_neutral, "
-        "identity_swap, obfuscation); comma-separated in the environment, empty for none.",
+        "masking, identity_swap, obfuscation); comma-separated in the environment, empty for "
+        "none.",
     )
     training_params: str = Field(
         "default",

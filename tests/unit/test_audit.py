@@ -151,6 +151,10 @@ def test_augmentation_adds_rows_to_training_only_of_the_kinds_asked() -> None:
     assert sorted(neutral[3:]) == sorted(added) and not neutral_labels[3:].any()
     # None of the added sentences is one the audit evaluates on.
     assert not set(added) & {comment.text for comment in templated_comments()}
+    many = [f"you are a stupid idiot number {i}" for i in range(50)]
+    masked, masked_labels = augment_training(many, np.ones((50, 6), np.int8), ["masking"], seed=3)
+    assert masked[:50] == many and len(masked) == 55  # 10% copies, labels kept
+    assert all("*" in text for text in masked[50:]) and masked_labels[50:].all()
     with pytest.raises(ToxiguardError, match=r"unknown augmentation.*'mixup'"):
         check_augmentations(["identity_neutral", "mixup"])
 

@@ -10,7 +10,10 @@ Each kind adds rows to the training part only (validation and test stay as colle
   subgroup's as many times as its training comments are more often toxic than the rest, squared
   (`subgroup_copies`: a per-subgroup weight). The templates are not those of the templated
   evaluation set; the phrases are the same ones;
-- `obfuscation`: perturbed copies of a seeded 20% of the comments (`data.perturbations`).
+- `masking`: copies of a seeded 10% of the comments with letters masked by `*` ("id**t"), the
+  one obfuscation text cleaning cannot undo;
+- `obfuscation`: perturbed copies of a seeded 20% of the comments, each under one of
+  `data.perturbations` at random.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from toxiguard.data.identity import IDENTITY_PHRASES, subgroup_masks, swap_ident
 from toxiguard.data.perturbations import augment
 from toxiguard.errors import ToxiguardError
 
-AUGMENTATIONS: Final = ("identity_swap", "identity_neutral", "obfuscation")
+AUGMENTATIONS: Final = ("identity_swap", "identity_neutral", "masking", "obfuscation")
 #: Neutral sentences with an identity slot, for training only (none is in the evaluation set).
 TRAINING_TEMPLATES: Final = (
     "My neighbour is {identity}.",
@@ -46,6 +49,12 @@ TRAINING_TEMPLATES: Final = (
     "{identity} welcomed me when I started editing.",
 )
 OBFUSCATION_SHARE: Final = 0.2
+#: Measured (benchmarks/audit.py, benchmark split, with identity_neutral; nbsvm / tfidf-lr):
+#: masked copies of 10% raise ROC-AUC under masks 0.9305 -> 0.9568 / 0.9474 -> 0.9572, with
+#: validation ROC-AUC 0.9724 -> 0.9733 / 0.9711 -> 0.9715 (test 0.9762 -> 0.9760 / 0.9742 ->
+#: 0.9740); copies of 20% under every perturbation (`obfuscation`) reached 0.9504 / 0.9519 for
+#: -0.0006 / -0.0004 validation.
+MASKING_SHARE: Final = 0.1
 #: The neutral sentences' copies, per subgroup: NEUTRAL_COPIES x (toxic share of the subgroup's
 #: training comments / toxic share of all)^2, between 1 and MAX_COPIES. Measured
 #: (benchmarks/audit.py, benchmark split; validation ROC-AUC and neutral gap of tfidf-lr / nbsvm
@@ -137,6 +146,8 @@ def augment_training(
     for kind in check_augmentations(kinds):
         if kind == "identity_swap":
             augmented, truth = identity_swaps(augmented, truth, seed)
+        elif kind == "masking":
+            augmented, truth = augment(augmented, truth, MASKING_SHARE, seed, names=["masked"])
         elif kind == "identity_neutral":
             neutral = identity_neutral_rows(augmented, truth[:, 0])
             augmented = [*augmented, *neutral]
