@@ -147,8 +147,13 @@ def test_augmentation_adds_rows_to_training_only_of_the_kinds_asked() -> None:
     assert (swapped_labels[3] == labels[0]).all() and (swapped_labels[4] == labels[2]).all()
     neutral, neutral_labels = augment_training(texts, labels, ["identity_neutral"], seed=3)
     added = identity_neutral_sentences()
-    # Each subgroup once: none is named 20 times in these three comments.
-    assert sorted(neutral[3:]) == sorted(added) and not neutral_labels[3:].any()
+    # At most a tenth of the training comments: none for three comments.
+    assert neutral == texts
+    many = texts * 4000
+    clean = np.zeros((len(many), len(LABELS)), np.int8)
+    neutral, neutral_labels = augment_training(many, clean, ["identity_neutral"], 3)
+    # Each subgroup once (no comment is toxic, so none is named more often in toxic ones).
+    assert sorted(neutral[len(many) :]) == sorted(added) and not neutral_labels[len(many) :].any()
     # None of the added sentences is one the audit evaluates on.
     assert not set(added) & {comment.text for comment in templated_comments()}
     many = [f"you are a stupid idiot number {i}" for i in range(50)]
@@ -168,6 +173,10 @@ def test_subgroups_named_mostly_in_toxic_comments_get_more_neutral_sentences() -
     # are never toxic: at least 1; a subgroup never named: 1.
     assert copies["homosexual_gay_or_lesbian"] == 9
     assert copies["names_anglo"] == 1 and copies["muslim"] == 1
-    rows = identity_neutral_rows(texts, toxic)
     gay = identity_neutral_sentences(["homosexual_gay_or_lesbian"])
+    rows = identity_neutral_rows(texts * 100, np.tile(toxic, 100), seed=1)
     assert sum(row in gay for row in rows) == 9 * len(gay)
+    # A small training set gets a seeded tenth of its size.
+    small = identity_neutral_rows(texts, toxic, seed=1)
+    assert len(small) == len(texts) // 10
+    assert small == identity_neutral_rows(texts, toxic, seed=1)
