@@ -82,14 +82,10 @@ def _table(title: str, rows: list[dict[str, Any]]) -> Table:
 
 def print_audit(report: AuditReport, title: str) -> None:
     """Print the audit's headline figures and its four tables."""
-    from toxiguard.training.audit import audit_summary, bias_rows, neutral_rows, robustness_rows
+    from toxiguard.training.audit import TABLE_CAPTIONS, audit_summary, audit_tables
 
     console.print(f"[bold]Audit of {title}")
     for line in audit_summary(report):
         console.print(f"  {line}")
-    console.print(_table("Identity subgroups, test comments", bias_rows(report.bias_test)))
-    console.print(
-        _table("Identity subgroups, templated sentences", bias_rows(report.bias_templates))
-    )
-    console.print(_table("Neutral sentences, by identity", neutral_rows(report.neutral)))
-    console.print(_table("Obfuscations", robustness_rows(report.robustness)))
+    for name, rows in audit_tables(report).items():
+        console.print(_table(TABLE_CAPTIONS[name], rows))

@@ -1,20 +1,19 @@
 """Where a raw text's TF-IDF features come from: its tokens, its cleaned text aligned back to the
 raw offsets, and every occurrence of each word and char n-gram feature, spread over the tokens.
 
-Alignment. Every cleaning step but `despace` is local to the whitespace-separated pieces of a
-text (NFKC, URL
-and IP tokens, lower-casing and squeezed repeats never look across whitespace, and whitespace
-stays whitespace), so each raw piece is cleaned on its own, step by step, and each cleaned
-character keeps the raw interval it came from: a step's change is found as the part between the
-longest common prefix and suffix of the piece before and after it; where that part keeps its
-length, characters map one to one ("A" -> "a"); where it does not, the new characters share the
-old part's raw interval in equal, proportional slices ("ﬁ" -> "fi": two halves of one raw
-character; a URL -> " xxurl ": seven slices of the URL), and characters a step removes (the third
-"u" of "stuuupid") map to nothing. The cleaned piece may then hold spaces (the URL token); its
-whitespace-free parts are the pieces both vectorizers see. Steps that leave the whole text as it
-is are skipped. `despace`, which joins spelled-out words ("y o u" -> "you") and so joins pieces,
-comes first and runs on the whole text: it only deletes spaces, and each kept character keeps
-its raw index.
+Alignment. Every cleaning step but `despace` is local to the whitespace-separated pieces of a text
+(NFKC, URL and IP tokens, lower-casing and squeezed repeats never look across whitespace, and
+whitespace stays whitespace), so each raw piece is cleaned on its own, step by step, and each
+cleaned character keeps the raw interval it came from: a step's change is found as the part between
+the longest common prefix and suffix of the piece before and after it; where that part keeps its
+length, characters map one to one ("A" -> "a"); where it does not, the new characters share the old
+part's raw interval in equal, proportional slices ("ﬁ" -> "fi": two halves of one raw character; a
+URL -> " xxurl ": seven slices of the URL), and characters a step removes (the third "u" of
+"stuuupid") map to nothing. The cleaned piece may then hold spaces (the URL token); its
+whitespace-free parts are the pieces both vectorizers see. Steps that leave the whole text as it is
+are skipped. `despace`, which joins spelled-out words ("y o u" -> "you") and so joins pieces, comes
+first and runs on the whole text: it only deletes spaces, and each kept character keeps its raw
+index.
 """
 
 from __future__ import annotations

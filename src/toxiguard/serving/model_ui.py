@@ -9,21 +9,12 @@ import gradio as gr
 
 from toxiguard.serving.state import ServingState
 from toxiguard.training.audit import (
+    TABLE_CAPTIONS,
     AuditReport,
     audit_summary,
-    bias_rows,
-    neutral_rows,
+    audit_tables,
     plot_subgroup_aucs,
-    robustness_rows,
 )
-
-#: The tab's four tables, in order, with their captions.
-TABLES = {
-    "bias_test": "Identity subgroups, test comments (toxic label)",
-    "bias_templates": "Identity subgroups, templated sentences (toxic label)",
-    "neutral": "Neutral sentences: mean toxic score by identity",
-    "robustness": "Mean ROC-AUC under each obfuscation",
-}
 
 
 def rows_html(caption: str, rows: list[dict[str, Any]]) -> str:
@@ -51,7 +42,7 @@ def rows_html(caption: str, rows: list[dict[str, Any]]) -> str:
 def model_page(state: ServingState) -> tuple[Any, ...]:
     """Return the Model tab's contents for the served model: headline markdown, the subgroup-AUC
     plot of the templated sentences, and the bias, neutral-sentence and robustness tables."""
-    empty = (None, *("" for _ in TABLES))
+    empty = (None, *("" for _ in TABLE_CAPTIONS))
     if not state.predictor.loaded:
         return ("No champion is served yet.", *empty)
     loaded = state.predictor.current
@@ -68,14 +59,8 @@ def model_page(state: ServingState) -> tuple[Any, ...]:
     report = AuditReport.from_dict(loaded.model.audit)
     lines += [f"- {line}" for line in audit_summary(report)]
     figure = plot_subgroup_aucs(report.bias_templates, "Identity subgroups, templated sentences")
-    tables = (
-        bias_rows(report.bias_test),
-        bias_rows(report.bias_templates),
-        neutral_rows(report.neutral),
-        robustness_rows(report.robustness),
-    )
-    captions = TABLES.values()
-    shown = (rows_html(caption, rows) for caption, rows in zip(captions, tables, strict=True))
+    tables = audit_tables(report)
+    shown = (rows_html(TABLE_CAPTIONS[name], tables[name]) for name in TABLE_CAPTIONS)
     return ("\n".join(lines), figure, *shown)
 
 
@@ -84,7 +69,7 @@ def model_tab(state: ServingState, blocks: gr.Blocks) -> gr.Tab:
     with gr.Tab("Model", id="model") as tab:
         headline = gr.Markdown(elem_id="model-audit-summary")
         plot = gr.Plot(label="Subgroup, BPSN and BNSP AUC (toxic)", elem_id="model-audit-plot")
-        tables = [gr.HTML(elem_id=f"model-audit-{name}") for name in TABLES]
+        tables = [gr.HTML(elem_id=f"model-audit-{name}") for name in TABLE_CAPTIONS]
     outputs = [headline, plot, *tables]
     gr.on([blocks.load, tab.select], lambda: model_page(state), outputs=outputs)
     added: gr.Tab = tab

@@ -216,13 +216,23 @@ def robustness_rows(report: RobustnessReport) -> list[dict[str, Any]]:
     return rows
 
 
+#: The audit's tables by name, with the caption people see (CLI, UI); MLflow logs each as
+#: `tables/audit_<name>.json`.
+TABLE_CAPTIONS: dict[str, str] = {
+    "bias_test": "Identity subgroups, test comments (toxic label)",
+    "bias_templates": "Identity subgroups, templated sentences (toxic label)",
+    "neutral": "Neutral sentences: mean toxic score by identity",
+    "robustness": "Obfuscations: mean ROC-AUC under each",
+}
+
+
 def audit_tables(report: AuditReport) -> dict[str, list[dict[str, Any]]]:
-    """Return the audit's four tables by name (`audit_bias_test`, ...), as rows."""
+    """Return the audit's four tables by name (the keys of `TABLE_CAPTIONS`), as rows."""
     return {
-        "audit_bias_test": bias_rows(report.bias_test),
-        "audit_bias_templates": bias_rows(report.bias_templates),
-        "audit_neutral": neutral_rows(report.neutral),
-        "audit_robustness": robustness_rows(report.robustness),
+        "bias_test": bias_rows(report.bias_test),
+        "bias_templates": bias_rows(report.bias_templates),
+        "neutral": neutral_rows(report.neutral),
+        "robustness": robustness_rows(report.robustness),
     }
 
 

@@ -331,7 +331,9 @@ def register_model(
             **({"audit": package.audit} if package.audit is not None else {}),
         },
         figures=result.figures,
-        tables=audit_tables(result.audit) if result.audit is not None else None,
+        tables={f"audit_{name}": rows for name, rows in audit_tables(result.audit).items()}
+        if result.audit is not None
+        else None,
         dataset_source=prepared.dataset.source,
         dataset_fingerprint=prepared.dataset.fingerprint,
         splits_dir=prepared.splits_dir,
